@@ -1,0 +1,17 @@
+"""Errors that mean "the input is wrong", as opposed to a bug.
+
+The command line prints these as one line and exits with code 2; a traceback means a bug.
+Every message names the file, row or argument and says what to do.
+"""
+
+
+class SteelKerasError(Exception):
+    """Base class of the errors the command line reports as one line, exit code 2."""
+
+
+class DataError(SteelKerasError, ValueError):
+    """A file, folder, table or image is missing, malformed or of the wrong size."""
+
+
+class RLEError(DataError):
+    """A run-length encoded mask is malformed."""
