@@ -1,0 +1,38 @@
+# Two commands on a fresh machine with Python 3.11: `make run` and `make test`.
+# Both create .venv on first use and reinstall when pyproject.toml changes.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-all lint format notebooks clean-data
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), \
+		"steel-keras needs Python 3.11 or 3.12, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,course]"
+	@touch $@
+
+## The main job: the baseline on the embedded synthetic data (generated on first use).
+run: $(STAMP)
+	$(BIN)/steel-keras eda --out runs/eda
+
+## The tests CI runs (slow ones are behind `-m slow`; see `make test-all`).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check steel_keras tests benchmarks course
+	$(BIN)/ruff format --check steel_keras tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format steel_keras tests benchmarks
+
+clean-data:
+	rm -rf datasets/synthetic runs
