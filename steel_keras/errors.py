@@ -15,3 +15,7 @@ class DataError(SteelKerasError, ValueError):
 
 class RLEError(DataError):
     """A run-length encoded mask is malformed."""
+
+
+class ConfigError(SteelKerasError, ValueError):
+    """An unknown model, backbone, loss or recipe name, or an image size a model cannot take."""
