@@ -18,6 +18,7 @@ from steel_keras.errors import SteelKerasError
 # Module names under steel_keras.cli, in the order `--help` lists them.
 # Add a verb by writing its module and appending its name here (one line, no other edits).
 COMMANDS = [
+    "score",
 ]
 
 EXIT_USAGE = 2
