@@ -73,9 +73,11 @@ def test_adjacent_runs_decode_and_encode_merged():
     assert encode_rle(decode_rle("1 2 3 2")) == "1 4"
 
 
-def test_decode_output_is_contiguous_uint8():
+def test_decode_output_is_a_writable_uint8_array():
     mask = decode_rle("5 10")
-    assert mask.dtype == np.uint8 and mask.flags.c_contiguous
+    assert mask.dtype == np.uint8 and mask.shape == (H, W) and mask.flags.writeable
+    mask[0, 0] = 1  # a real array, not a read-only view
+    assert np.ascontiguousarray(mask).sum() == 11
 
 
 def test_encode_treats_any_nonzero_as_foreground():
@@ -96,6 +98,8 @@ def test_custom_shape():
         ("1 2 3", "odd number of tokens"),
         ("1 x", "'x' is not an integer"),
         ("1.5 2", "'1.5' is not an integer"),
+        ("1 2 3 4e1", "'4e1' is not an integer"),
+        ("1,2", "'1,2' is not an integer"),
         ("0 3", "starts at 0"),
         ("-4 3", "starts at -4"),
         ("5 0", "has length 0"),
