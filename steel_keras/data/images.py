@@ -1,0 +1,134 @@
+"""Read Severstal images and resize images and masks consistently.
+
+The images are JPEGs of 1600 x 256 pixels, grayscale stored as three identical channels. They
+are read as one ``uint8`` channel: the JPEG decoder is asked for its luminance plane directly
+(``Image.draft("L")``), which skips the colour conversion (about 3 ms instead of 11 ms per image)
+and equals the first channel exactly for gray images (checked on the real sample).
+
+Downscaling is area interpolation (a box filter) for images and masks alike, so a mask pixel
+covers the same patch of steel as the image pixel beside it. Masks become the fraction of each
+output pixel that is foreground, thresholded at 0.5.
+
+Example:
+    >>> import numpy as np
+    >>> m = np.zeros((256, 1600), np.uint8); m[:2, :2] = 1; m[2:4, :1] = 1
+    >>> downscale_mask(m, (128, 800))[:2, :1].ravel().tolist()
+    [1, 1]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from steel_keras.constants import IMAGE_SHAPE
+from steel_keras.errors import DataError
+
+__all__ = ["IMAGE_SUFFIXES", "check_size", "downscale_mask", "read_image", "resize_masks"]
+
+#: File name endings counted as images in ``train_images/`` and ``test_images/``.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def check_size(size: tuple[int, int] | None, name: str = "size") -> tuple[int, int] | None:
+    """Validate a ``(height, width)`` argument; None passes through."""
+    if size is None:
+        return None
+    try:
+        height, width = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise DataError(f"{name} must be (height, width), got {size!r}") from None
+    if height < 1 or width < 1:
+        raise DataError(f"{name} must be positive (height, width), got {size!r}")
+    return height, width
+
+
+def read_image(
+    path: str | Path,
+    size: tuple[int, int] | None = None,
+    *,
+    expected_shape: tuple[int, int] | None = IMAGE_SHAPE,
+) -> np.ndarray:
+    """Read one image as a grayscale ``uint8`` array ``(H, W)``.
+
+    Args:
+        path: the image file (JPEG as Kaggle ships it; PNG also works).
+        size: (height, width), optional. Resize with area interpolation, e.g. (128, 800).
+        expected_shape: (height, width) the file must have, (256, 1600) by default; None
+            accepts any size.
+
+    Returns:
+        A C-contiguous ``uint8`` array of ``size`` (or of the file's own size).
+
+    Raises:
+        DataError: the file is missing, is not a readable image, or has the wrong size.
+    """
+    path = Path(path)
+    size = check_size(size)
+    try:
+        with Image.open(path) as img:
+            _check_image_size(path, img, expected_shape)
+            gray = _to_gray(img)
+            if size is not None and gray.size != (size[1], size[0]):
+                gray = _box_resize(gray, size)
+            return np.asarray(gray, dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: not a readable image ({exc}); the file may be corrupt or "
+                        "truncated: download or generate it again") from None
+
+
+def _check_image_size(path: Path, img: Image.Image, expected: tuple[int, int] | None) -> None:
+    if expected is not None and img.size != (expected[1], expected[0]):
+        raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]} (width x height); "
+                        f"expected {expected[1]}x{expected[0]} as in the Severstal data")
+
+
+def _to_gray(img: Image.Image) -> Image.Image:
+    """One gray channel: the JPEG luminance plane, or the first channel of other files."""
+    if img.format == "JPEG" and img.mode != "L":
+        # Decode straight to luminance; for gray-as-RGB JPEGs it equals every channel.
+        img.draft("L", img.size)
+    img.load()
+    if img.mode == "L":
+        return img
+    if img.mode in ("RGB", "RGBA", "LA"):
+        return img.getchannel(0)
+    return img.convert("L")
+
+
+def _box_resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    height, width = size
+    fy, ry = divmod(img.height, height)
+    fx, rx = divmod(img.width, width)
+    if ry == rx == 0 and fx >= 1 and fy >= 1:
+        return img.reduce((fx, fy))  # exact block means, a little faster than resize
+    return img.resize((width, height), Image.Resampling.BOX)
+
+
+def downscale_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize one ``(H, W)`` 0/1 mask to ``size`` by area, keeping pixels at least half covered."""
+    height, width = size
+    if mask.shape == (height, width):
+        return np.ascontiguousarray(mask, dtype=np.uint8)
+    if not mask.any():
+        return np.zeros((height, width), dtype=np.uint8)
+    share = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    # A small tolerance so that exactly half-covered pixels count whatever the rounding.
+    return (share >= 0.5 - 1e-6).astype(np.uint8)
+
+
+def resize_masks(masks: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Resize an ``(H, W, C)`` stack of 0/1 masks class by class; None returns it unchanged."""
+    if size is None or masks.shape[:2] == tuple(size):
+        return masks
+    out = np.zeros((*size, masks.shape[-1]), dtype=np.uint8)
+    for c in range(masks.shape[-1]):
+        out[..., c] = downscale_mask(masks[..., c], size)
+    return out
