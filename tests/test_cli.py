@@ -33,7 +33,7 @@ def test_no_verb_is_one_line_exit_2():
 
 
 def test_unknown_option_is_one_line_exit_2():
-    result = steel_keras("score", "sub.csv", "--truth", "t.csv", "--no-such-option")
+    result = steel_keras("score", __file__, "--truth", __file__, "--no-such-option")
     assert_one_line_usage_error(result, "--no-such-option")
 
 
