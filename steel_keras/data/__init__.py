@@ -1,4 +1,13 @@
-"""Reading the Severstal data: CSV files, the Kaggle-layout folder, images, input pipelines."""
+"""Reading the Severstal data: CSV files, the Kaggle-layout folder, images, input pipelines.
+
+Importing this package is cheap (pandas, numpy, Pillow): the commands that only read CSV files
+must not pay for TensorFlow or albumentations. ``make_augmentation`` is loaded on first use, and
+the TensorFlow pipelines live in :mod:`steel_keras.data.pipelines`, which is not imported here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from steel_keras.data.annotations import (
     Annotations,
@@ -8,12 +17,32 @@ from steel_keras.data.annotations import (
     write_annotations,
     write_submission,
 )
+from steel_keras.data.dataset import SteelDataset, open_dataset, rle_area
+from steel_keras.data.images import read_image, resize_masks
+
+if TYPE_CHECKING:
+    from steel_keras.data.augment import make_augmentation
 
 __all__ = [
     "Annotations",
+    "SteelDataset",
     "load_annotations",
+    "make_augmentation",
+    "open_dataset",
     "read_annotations",
+    "read_image",
     "read_submission",
+    "resize_masks",
+    "rle_area",
     "write_annotations",
     "write_submission",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # albumentations takes 1.6 s to import: load it only when augmentation is asked for.
+    if name == "make_augmentation":
+        from steel_keras.data.augment import make_augmentation
+
+        return make_augmentation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

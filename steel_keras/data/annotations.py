@@ -193,7 +193,9 @@ def read_submission(path: str | Path, *, validate: bool = True) -> Annotations:
     return load_annotations(path, allow_placeholder=True, validate=validate)
 
 
-def _mask_table(masks: pd.DataFrame | Mapping[str, Mapping[int, str]]) -> dict[tuple[str, int], str]:
+def _mask_table(
+    masks: pd.DataFrame | Mapping[str, Mapping[int, str]],
+) -> dict[tuple[str, int], str]:
     if isinstance(masks, pd.DataFrame):
         rows = masks[["ImageId", "ClassId", "EncodedPixels"]].itertuples(index=False)
         return {(i, int(c)): r for i, c, r in rows if not is_empty_rle(r)}
@@ -241,10 +243,14 @@ def write_submission(
 
 
 def write_annotations(path: str | Path, table: pd.DataFrame) -> Path:
-    """Write non-empty masks as ``train.csv`` in the later format ``ImageId,ClassId,EncodedPixels``."""
+    """Write non-empty masks as ``train.csv`` in the later format ``ImageId,ClassId,EncodedPixels``.
+
+    An empty table writes the header alone.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = table[list(TRAIN_COLUMNS)]
-    out = out[~out["EncodedPixels"].map(is_empty_rle)]
-    out.sort_values(["ImageId", "ClassId"]).to_csv(path, index=False)
+    # .loc with a bool array: `out[series]` on an empty object Series selects columns instead.
+    keep = ~out["EncodedPixels"].map(is_empty_rle).to_numpy(dtype=bool)
+    out.loc[keep].sort_values(["ImageId", "ClassId"]).to_csv(path, index=False)
     return path
