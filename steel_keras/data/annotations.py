@@ -82,21 +82,49 @@ class Annotations:
 
 def _detect_format(path: Path, columns: list[str]) -> str:
     stripped = [c.strip() for c in columns]
-    if stripped == list(ORIGINAL_COLUMNS):
-        return "original"
-    if stripped == list(TRAIN_COLUMNS):
-        return "train"
-    if stripped == list(SUBMISSION_COLUMNS):
-        return "submission"
+    for fmt, expected in FORMATS.items():
+        if stripped == list(expected):
+            return fmt
+    hint = ""
+    if stripped and (stripped[0] == "" or stripped[0].startswith("Unnamed")):
+        hint = " (the first column has no name: was it saved with pandas' index? use index=False)"
     raise DataError(
-        f"{path}: unexpected columns {stripped}; expected one of "
+        f"{path}: unexpected columns {stripped}{hint}; expected one of "
         + ", ".join(",".join(cols) for cols in FORMATS.values())
     )
 
 
-def _line(row_index: int) -> str:
-    # Row 0 of the table is line 2 of the file (line 1 is the header).
-    return f"line {row_index + 2}"
+def _line(line_number: int) -> str:
+    return f"line {line_number}"
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    """The CSV as strings, indexed by line number in the file, blank lines dropped."""
+    if not path.is_file():
+        raise DataError(
+            f"{path}: file not found"
+            if not path.exists()
+            else f"{path} is a folder; expected a CSV file"
+        )
+    try:
+        # utf-8-sig: files saved by spreadsheet programs start with a byte-order mark.
+        # Blank lines are read, then dropped, so that the index stays the file's line number.
+        raw = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+            skip_blank_lines=False,
+            encoding="utf-8-sig",
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; expected a CSV with a header row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    raw.columns = [c.strip() for c in raw.columns]
+    raw = raw.apply(lambda col: col.str.strip())
+    raw.index = raw.index + 2  # line 1 is the header
+    return raw[(raw != "").any(axis=1)]
 
 
 def _parse_class_ids(path: Path, values: pd.Series, allow_placeholder: bool) -> pd.Series:
@@ -104,10 +132,69 @@ def _parse_class_ids(path: Path, values: pd.Series, allow_placeholder: bool) -> 
     allowed = set(CLASS_IDS) | ({0} if allow_placeholder else set())
     bad = numeric.isna() | (numeric % 1 != 0) | ~numeric.isin(allowed)
     if bad.any():
-        i = int(bad.to_numpy().argmax())
-        raise DataError(f"{path}, {_line(i)}: ClassId {values.iloc[i]!r} is not one of "
-                        f"{sorted(allowed)}; class ids are 1-4")
+        line = int(values.index[bad.to_numpy().argmax()])
+        raise DataError(
+            f"{path}, {_line(line)}: ClassId {values[line]!r} is not one of "
+            f"{sorted(allowed)}; class ids are 1-4"
+            + ("" if allow_placeholder else " (0 only in sample submissions)")
+        )
     return numeric.astype(int)
+
+
+def _long_table(path: Path, raw: pd.DataFrame, fmt: str, allow_placeholder: bool) -> pd.DataFrame:
+    """``ImageId, ClassId, EncodedPixels`` for every row, indexed by line number."""
+    if fmt == "original":
+        parts = raw["ImageId_ClassId"].str.extract(_IMAGE_CLASS)
+        missing = parts["image"].isna()
+        if missing.any():
+            line = int(raw.index[missing.to_numpy().argmax()])
+            raise DataError(
+                f"{path}, {_line(line)}: ImageId_ClassId "
+                f"{raw['ImageId_ClassId'][line]!r} is not 'IMAGE.jpg_CLASS', "
+                "e.g. '0002cc93b.jpg_1'"
+            )
+        image_ids = parts["image"].str.strip()
+        class_ids = _parse_class_ids(path, parts["cls"].str.strip(), allow_placeholder)
+    else:
+        image_ids = raw["ImageId"]
+        class_ids = _parse_class_ids(path, raw["ClassId"], allow_placeholder)
+    blank = (image_ids == "").to_numpy()
+    if blank.any():
+        raise DataError(f"{path}, {_line(int(raw.index[blank.argmax()]))}: empty ImageId")
+    return pd.DataFrame(
+        {"ImageId": image_ids, "ClassId": class_ids, "EncodedPixels": raw["EncodedPixels"]}
+    )
+
+
+def _check_duplicates(path: Path, long: pd.DataFrame) -> None:
+    # Placeholders (class 0) only list an image; every real (image, class) pair appears once,
+    # whether its mask is empty or not.
+    pairs = long[long["ClassId"] != 0]
+    dup = pairs.duplicated(["ImageId", "ClassId"], keep="first").to_numpy()
+    if dup.any():
+        line = int(pairs.index[dup.argmax()])
+        image_id, class_id = pairs.loc[line, "ImageId"], pairs.loc[line, "ClassId"]
+        first = int(
+            pairs.index[
+                ((pairs["ImageId"] == image_id) & (pairs["ClassId"] == class_id))
+                .to_numpy()
+                .argmax()
+            ]
+        )
+        raise DataError(
+            f"{path}, {_line(line)}: image {image_id} class {class_id} appears "
+            f"again (first on line {first}); keep one row per (image, class)"
+        )
+
+
+def _validate_rles(path: Path, masks: pd.DataFrame, shape: tuple[int, int]) -> None:
+    for line, image_id, class_id, rle in zip(
+        masks.index, masks["ImageId"], masks["ClassId"], masks["EncodedPixels"], strict=True
+    ):
+        try:
+            validate_rle(rle, shape, image_id=image_id, class_id=int(class_id))
+        except RLEError as exc:
+            raise RLEError(f"{path}, {_line(int(line))}: {exc}") from None
 
 
 def load_annotations(
@@ -128,56 +215,25 @@ def load_annotations(
 
     Raises:
         DataError: missing or empty file, wrong columns, a bad ``ImageId_ClassId`` or
-            ``ClassId``, a duplicated (image, class) pair, or a malformed RLE.
+            ``ClassId``, a duplicated (image, class) pair, or a malformed RLE; the message
+            names the file and the line.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found" if not path.exists() else
-                        f"{path} is a folder; expected a CSV file")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty; expected a CSV with a header row") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    raw = _read_raw(path)
     fmt = _detect_format(path, list(raw.columns))
-    raw.columns = [c.strip() for c in raw.columns]
-    if fmt == "original":
-        parts = raw["ImageId_ClassId"].str.strip().str.extract(_IMAGE_CLASS)
-        missing = parts["image"].isna()
-        if missing.any():
-            i = int(missing.to_numpy().argmax())
-            raise DataError(f"{path}, {_line(i)}: ImageId_ClassId "
-                            f"{raw['ImageId_ClassId'].iloc[i]!r} is not 'IMAGE.jpg_CLASS'")
-        image_ids = parts["image"]
-        class_ids = _parse_class_ids(path, parts["cls"], allow_placeholder)
-    else:
-        image_ids = raw["ImageId"].str.strip()
-        class_ids = _parse_class_ids(path, raw["ClassId"].str.strip(), allow_placeholder)
-    blank_ids = image_ids == ""
-    if blank_ids.any():
-        raise DataError(f"{path}, {_line(int(blank_ids.to_numpy().argmax()))}: empty ImageId")
-    rles = raw["EncodedPixels"].str.strip()
-    long = pd.DataFrame({"ImageId": image_ids, "ClassId": class_ids, "EncodedPixels": rles})
-    all_ids = sorted(set(long["ImageId"]))
-
-    keep = (long["ClassId"] != 0) & (long["EncodedPixels"] != "")
-    masks = long[keep]
-    dup = masks.duplicated(["ImageId", "ClassId"])
-    if dup.any():
-        i = int(masks.index[dup.to_numpy().argmax()])
-        raise DataError(f"{path}, {_line(i)}: a second mask for image {long['ImageId'].iloc[i]} "
-                        f"class {long['ClassId'].iloc[i]}; each (image, class) has one mask")
+    long = _long_table(path, raw, fmt, allow_placeholder)
+    _check_duplicates(path, long)
+    masks = long[(long["ClassId"] != 0) & (long["EncodedPixels"] != "")]
     if validate:
-        for i, image_id, class_id, rle in zip(masks.index, masks["ImageId"], masks["ClassId"],
-                                              masks["EncodedPixels"], strict=True):
-            try:
-                validate_rle(rle, shape, image_id=image_id, class_id=int(class_id))
-            except RLEError as exc:
-                raise RLEError(f"{path}, {_line(int(i))}: {exc}") from None
+        _validate_rles(path, masks, shape)
     table = masks.sort_values(["ImageId", "ClassId"]).reset_index(drop=True)
-    return Annotations(table=table, image_ids=all_ids, format=fmt, path=path,
-                       columns=tuple(raw.columns))
+    return Annotations(
+        table=table,
+        image_ids=sorted(set(long["ImageId"])),
+        format=fmt,
+        path=path,
+        columns=tuple(raw.columns),
+    )
 
 
 def read_annotations(path: str | Path, *, validate: bool = True) -> pd.DataFrame:
@@ -199,8 +255,9 @@ def _mask_table(
     if isinstance(masks, pd.DataFrame):
         rows = masks[["ImageId", "ClassId", "EncodedPixels"]].itertuples(index=False)
         return {(i, int(c)): r for i, c, r in rows if not is_empty_rle(r)}
-    return {(i, int(c)): r for i, per in masks.items() for c, r in per.items()
-            if not is_empty_rle(r)}
+    return {
+        (i, int(c)): r for i, per in masks.items() for c, r in per.items() if not is_empty_rle(r)
+    }
 
 
 def write_submission(
@@ -234,11 +291,13 @@ def write_submission(
         for image_id in ids:
             for class_id in CLASS_IDS:
                 rle = lookup.get((image_id, class_id), "")
-                writer.writerow({
-                    "original": (f"{image_id}_{class_id}", rle),
-                    "train": (image_id, class_id, rle),
-                    "submission": (image_id, rle, class_id),
-                }[format])
+                writer.writerow(
+                    {
+                        "original": (f"{image_id}_{class_id}", rle),
+                        "train": (image_id, class_id, rle),
+                        "submission": (image_id, rle, class_id),
+                    }[format]
+                )
     return path
 
 

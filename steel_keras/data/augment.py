@@ -60,6 +60,9 @@ def make_augmentation(
     if vflip:
         transforms.append(A.VerticalFlip(p=p))
     if brightness_contrast:
-        transforms.append(A.RandomBrightnessContrast(
-            brightness_limit=brightness_limit, contrast_limit=contrast_limit, p=p))
+        transforms.append(
+            A.RandomBrightnessContrast(
+                brightness_limit=brightness_limit, contrast_limit=contrast_limit, p=p
+            )
+        )
     return A.Compose(transforms, seed=seed)

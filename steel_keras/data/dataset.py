@@ -34,10 +34,11 @@ from steel_keras.rle import is_empty_rle, masks_from_rles
 __all__ = ["SPLITS", "SteelDataset", "open_dataset", "rle_area"]
 
 SPLITS = ("train", "test")
-_LAYOUT = ("a Kaggle-layout folder (train.csv, train_images/, test_images/, "
-           "sample_submission.csv)")
-_MAKE_HINT = ("generate one with `steel-keras make-dataset --out DIR` or download the "
-              "competition data (see datasets/README.md)")
+_LAYOUT = "a Kaggle-layout folder (train.csv, train_images/, test_images/, sample_submission.csv)"
+_MAKE_HINT = (
+    "generate one with `steel-keras make-dataset --out DIR` or download the "
+    "competition data (see datasets/README.md)"
+)
 
 
 def rle_area(rle: str | None) -> int:
@@ -50,8 +51,13 @@ def rle_area(rle: str | None) -> int:
 def _list_images(folder: Path) -> list[str]:
     # scandir rather than glob: one system call per folder, fast on 12,568 files.
     with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if not e.name.startswith(".")
-                      and e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file())
+        return sorted(
+            e.name
+            for e in entries
+            if not e.name.startswith(".")
+            and e.name.lower().endswith(IMAGE_SUFFIXES)
+            and e.is_file()
+        )
 
 
 class SteelDataset:
@@ -130,7 +136,8 @@ class SteelDataset:
         if missing:
             raise DataError(
                 f"{annotations.path}: {len(missing)} image(s) listed there have no file in "
-                f"{folder}, e.g. {', '.join(missing[:3])}; add the images or remove their rows")
+                f"{folder}, e.g. {', '.join(missing[:3])}; add the images or remove their rows"
+            )
         return files
 
     @cached_property
@@ -188,15 +195,18 @@ class SteelDataset:
     def _test_lookup(self) -> dict[str, dict[int, str]]:
         truth = self.test_truth
         if truth is None:
-            raise DataError(f"{self.root / 'test_truth.csv'}: file not found; test masks are "
-                            "known only for synthetic data (real test labels are Kaggle's)")
+            raise DataError(
+                f"{self.root / 'test_truth.csv'}: file not found; test masks are "
+                "known only for synthetic data (real test labels are Kaggle's)"
+            )
         return truth.rle_lookup()
 
     def class_labels(self, image_ids: list[str], split: str = "train") -> np.ndarray:
         """``(N, 4)`` uint8: 1 where the image has a mask of that class."""
         lookup = self.rle_lookup(split)
-        return np.array([[c in lookup.get(i, ()) for c in CLASS_IDS] for i in image_ids],
-                        dtype=np.uint8).reshape(len(image_ids), len(CLASS_IDS))
+        return np.array(
+            [[c in lookup.get(i, ()) for c in CLASS_IDS] for i in image_ids], dtype=np.uint8
+        ).reshape(len(image_ids), len(CLASS_IDS))
 
     # ----- tables, splits --------------------------------------------------------------------
 
@@ -211,16 +221,25 @@ class SteelDataset:
     @cached_property
     def _per_image_table(self) -> pd.DataFrame:
         masks = self.masks_table
-        areas = (pd.DataFrame({"ImageId": masks["ImageId"], "ClassId": masks["ClassId"],
-                               "area": masks["EncodedPixels"].map(rle_area)})
-                 .pivot(index="ImageId", columns="ClassId", values="area")
-                 .reindex(index=self.train_image_ids, columns=list(CLASS_IDS))
-                 .fillna(0).astype(np.int64))
+        areas = (
+            pd.DataFrame(
+                {
+                    "ImageId": masks["ImageId"],
+                    "ClassId": masks["ClassId"],
+                    "area": masks["EncodedPixels"].map(rle_area),
+                }
+            )
+            .pivot(index="ImageId", columns="ClassId", values="area")
+            .reindex(index=self.train_image_ids, columns=list(CLASS_IDS))
+            .fillna(0)
+            .astype(np.int64)
+        )
         present = areas.to_numpy() > 0
         table = pd.DataFrame({"ImageId": areas.index.to_list()})
         table["has_defect"] = present.any(axis=1)
-        table["classes"] = [" ".join(str(c) for c, p in zip(CLASS_IDS, row, strict=True) if p)
-                            for row in present]
+        table["classes"] = [
+            " ".join(str(c) for c, p in zip(CLASS_IDS, row, strict=True) if p) for row in present
+        ]
         table["n_classes"] = present.sum(axis=1).astype(np.int64)
         for c in CLASS_IDS:
             table[f"area_{c}"] = areas[c].to_numpy()
@@ -248,14 +267,18 @@ class SteelDataset:
         if (self.root / "train.csv").is_file():
             table = self.per_image_table()
             per_class = "/".join(str(int((table[f"area_{c}"] > 0).sum())) for c in CLASS_IDS)
-            lines.append(f"  train: {len(table)} images, {int(table['has_defect'].sum())} with "
-                         f"defects; images per class 1/2/3/4: {per_class}; "
-                         f"train.csv in the {self.annotations.format} format")
+            lines.append(
+                f"  train: {len(table)} images, {int(table['has_defect'].sum())} with "
+                f"defects; images per class 1/2/3/4: {per_class}; "
+                f"train.csv in the {self.annotations.format} format"
+            )
         else:
             lines.append("  train: no train.csv")
-        lines.append(f"  test: {len(self.test_image_ids)} images; sample_submission: "
-                     + ("absent" if self.sample_submission is None else self.submission_format)
-                     + ("; test_truth.csv present" if self.test_truth is not None else ""))
+        lines.append(
+            f"  test: {len(self.test_image_ids)} images; sample_submission: "
+            + ("absent" if self.sample_submission is None else self.submission_format)
+            + ("; test_truth.csv present" if self.test_truth is not None else "")
+        )
         return "\n".join(lines)
 
 

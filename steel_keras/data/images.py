@@ -79,14 +79,18 @@ def read_image(
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"{path}: not a readable image ({exc}); the file may be corrupt or "
-                        "truncated: download or generate it again") from None
+        raise DataError(
+            f"{path}: not a readable image ({exc}); the file may be corrupt or "
+            "truncated: download or generate it again"
+        ) from None
 
 
 def _check_image_size(path: Path, img: Image.Image, expected: tuple[int, int] | None) -> None:
     if expected is not None and img.size != (expected[1], expected[0]):
-        raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]} (width x height); "
-                        f"expected {expected[1]}x{expected[0]} as in the Severstal data")
+        raise DataError(
+            f"{path}: image is {img.size[0]}x{img.size[1]} (width x height); "
+            f"expected {expected[1]}x{expected[0]} as in the Severstal data"
+        )
 
 
 def _to_gray(img: Image.Image) -> Image.Image:

@@ -183,8 +183,10 @@ def _check_crop(
 ) -> tuple[int, int] | None:
     crop = check_size(crop, "crop")
     if crop is not None and (crop[0] > image_size[0] or crop[1] > image_size[1]):
-        raise DataError(f"crop {crop} is larger than image_size {image_size}; crops are taken "
-                        "from the resized image")
+        raise DataError(
+            f"crop {crop} is larger than image_size {image_size}; crops are taken "
+            "from the resized image"
+        )
     return None if crop == image_size else crop
 
 
@@ -198,7 +200,12 @@ def _random_crop(
 
 
 def _to_tf_dataset(
-    loader: SampleLoader, batch_size: int, *, shuffle: bool, seed: int, repeat: bool,
+    loader: SampleLoader,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    repeat: bool,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """Indices (shuffled, repeated), per-sample seeds, parallel loading, batching, prefetch."""
@@ -217,12 +224,14 @@ def _to_tf_dataset(
     x_shape, y_shape = loader.output_shapes
 
     def load(index: tf.Tensor, sample_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x, y = tf.numpy_function(loader.load, [index, sample_seed],
-                                 [tf.float32, tf.float32], stateful=False)
+        x, y = tf.numpy_function(
+            loader.load, [index, sample_seed], [tf.float32, tf.float32], stateful=False
+        )
         return tf.ensure_shape(x, x_shape), tf.ensure_shape(y, y_shape)
 
     pipeline = tf.data.Dataset.zip(indices, seeds).map(
-        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     return pipeline.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
@@ -259,8 +268,16 @@ def classification_dataset(
     Returns:
         A ``tf.data.Dataset`` of ``(images float32 (B, H, W, 1) in [0, 1], labels float32)``.
     """
-    loader = SampleLoader(ds, image_ids, image_size, kind="classification", target=target,
-                          augment=augment, cache=cache, split=split)
+    loader = SampleLoader(
+        ds,
+        image_ids,
+        image_size,
+        kind="classification",
+        target=target,
+        augment=augment,
+        cache=cache,
+        split=split,
+    )
     return _to_tf_dataset(loader, batch_size, shuffle=shuffle, seed=seed, repeat=repeat)
 
 
@@ -302,8 +319,17 @@ def segmentation_dataset(
         A ``tf.data.Dataset`` of ``(images float32 (B, H, W, 1) in [0, 1], masks float32
         (B, H, W, 4 or 1) of 0 and 1)``; H, W are the crop's where ``crop`` is given.
     """
-    loader = SampleLoader(ds, image_ids, image_size, kind="segmentation", class_id=class_id,
-                          augment=augment, crop=crop, cache=cache, split=split)
+    loader = SampleLoader(
+        ds,
+        image_ids,
+        image_size,
+        kind="segmentation",
+        class_id=class_id,
+        augment=augment,
+        crop=crop,
+        cache=cache,
+        split=split,
+    )
     return _to_tf_dataset(loader, batch_size, shuffle=shuffle, seed=seed, repeat=repeat)
 
 
@@ -329,8 +355,9 @@ def load_arrays(
         kind: ``"segmentation"`` or ``"classification"``.
         workers: threads that decode images.
     """
-    loader = SampleLoader(ds, image_ids, image_size, kind=kind, target=target,
-                          class_id=class_id, split=split)
+    loader = SampleLoader(
+        ds, image_ids, image_size, kind=kind, target=target, class_id=class_id, split=split
+    )
     x_shape, y_shape = loader.output_shapes
     x = np.empty((len(loader), *x_shape), dtype=np.float32)
     y = np.empty((len(loader), *y_shape), dtype=np.float32)
