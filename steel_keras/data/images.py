@@ -72,8 +72,8 @@ def read_image(
             _check_image_size(path, img, expected_shape)
             gray = _to_gray(img)
             if size is not None and gray.size != (size[1], size[0]):
-                gray = _box_resize(gray, size)
-            return np.asarray(gray, dtype=np.uint8).copy()
+                return _area_resize(gray, size)
+            return np.array(gray, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -106,13 +106,17 @@ def _to_gray(img: Image.Image) -> Image.Image:
     return img.convert("L")
 
 
-def _box_resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+def _area_resize(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     fy, ry = divmod(img.height, height)
     fx, rx = divmod(img.width, width)
     if ry == rx == 0 and fx >= 1 and fy >= 1:
-        return img.reduce((fx, fy))  # exact block means, a little faster than resize
-    return img.resize((width, height), Image.Resampling.BOX)
+        return np.array(img.reduce((fx, fy)), dtype=np.uint8)  # exact block means, fast
+    import cv2  # here, not at the top: 0.25 s that the CSV-only commands need not pay
+
+    # Other factors: OpenCV's area interpolation, the very one the masks get (PIL's BOX
+    # filter places partial pixels differently, up to 17 grey levels apart at an edge).
+    return cv2.resize(np.asarray(img), (width, height), interpolation=cv2.INTER_AREA)
 
 
 def downscale_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
