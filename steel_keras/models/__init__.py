@@ -1,0 +1,56 @@
+"""Models: the defect classifier and the segmenters, and loading them back from `.keras` files.
+
+Importing this package registers everything a saved model may need (the losses, the Dice
+metric, the functions segmentation-models' encoders call), so a saved model loads with plain
+`keras.saving.load_model(path)` after `import steel_keras.models`, or with `load_model(path)`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+import steel_keras.losses  # noqa: F401  (registers the losses for compiled models)
+import steel_keras.metrics.keras_metrics  # noqa: F401  (registers DicePerClass)
+from steel_keras.models.classifier import build_classifier, list_classifiers
+from steel_keras.models.segmenter import (
+    build_segmenter,
+    list_backbones,
+    list_segmenters,
+)
+from steel_keras.models.unet_separable import build_unet_separable
+from steel_keras.models.unet_xception import build_unet_xception
+
+__all__ = [
+    "build_classifier",
+    "build_segmenter",
+    "build_unet_separable",
+    "build_unet_xception",
+    "list_backbones",
+    "list_classifiers",
+    "list_segmenters",
+    "load_model",
+]
+
+
+def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
+    """Load a `.keras` file saved from any steel-keras model, compiled or not.
+
+    Args:
+        path: str or path. The `.keras` file.
+        compile: bool. Restore the optimizer, loss and metrics too. Defaults to `True`.
+
+    Returns:
+        The `keras.Model`, predicting exactly what it predicted when saved.
+
+    Example:
+
+    >>> import tempfile, pathlib
+    >>> model = build_classifier("small_cnn", input_shape=(32, 64, 1))
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "classifier.keras"
+    >>> model.save(path)
+    >>> load_model(path).name
+    'classifier_small_cnn'
+    """
+    return keras.saving.load_model(path, compile=compile)
