@@ -313,13 +313,13 @@ def list_losses() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def get_loss(name: str, **kwargs: Any) -> keras.losses.Loss:
+def get_loss(name: str, /, **kwargs: Any) -> keras.losses.Loss:
     """Build a loss by name, for recipes and the command line.
 
     Args:
         name: str. One of `list_losses()`: `"bce"` (plain BCE), `"weighted_bce"`, `"dice"`,
             `"bce_dice"`, `"focal"`.
-        **kwargs: Arguments of the loss's class, overriding its defaults.
+        **kwargs: Arguments of the loss's class, overriding its defaults (`name=` too).
 
     Returns:
         A `keras.losses.Loss`.
