@@ -1,0 +1,134 @@
+"""``steel-keras grade``: grade your own exercises, or (instructors) a folder of submissions.
+
+Student::
+
+    steel-keras grade [--chapter N] [--path DIR]
+
+prints each public test's points and ``public tests: 8/10 points; hidden tests not run``;
+exit code 0 on full marks, 1 otherwise.
+
+Instructor::
+
+    steel-keras grade --submissions DIR --out DIR [--hidden DIR] [--timeout S] [--memory-mb M]
+
+grades each subfolder of DIR (one student's ``exercises/``) in its own process and writes
+``OUT/grades.csv`` and ``OUT/STUDENT/results.json`` (Gradescope's format).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from steel_keras.cli._args import existing_dir, positive_int
+
+NAME = "grade"
+HELP = "grade exercises: your own against the public tests, or a class's submissions"
+
+
+def positive_float(text: str) -> float:
+    """A number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chapter", metavar="N", help="grade one chapter only (e.g. 1)")
+    parser.add_argument("--path", type=existing_dir, metavar="DIR",
+                        help="your exercise files (default: course/exercises or exercises)")
+    parser.add_argument("--tests", type=existing_dir, metavar="DIR",
+                        help="the public graded tests (default: tests/grading beside the "
+                             "exercises, else the source checkout's)")
+    group = parser.add_argument_group("instructors")
+    group.add_argument("--submissions", type=existing_dir, metavar="DIR",
+                       help="one subfolder per student, each a copy of exercises/")
+    group.add_argument("--out", type=Path, metavar="DIR",
+                       help="where grades.csv and STUDENT/results.json go")
+    group.add_argument("--hidden", type=existing_dir, metavar="DIR",
+                       help="extra test_*.py files, reported by name and score only")
+    group.add_argument("--timeout", type=positive_float, default=300.0, metavar="S",
+                       help="seconds for one submission in all (default 300)")
+    group.add_argument("--test-timeout", type=positive_float, default=30.0, metavar="S",
+                       help="seconds for one test (default 30)")
+    group.add_argument("--memory-mb", type=positive_int, default=2048, metavar="M",
+                       help="address-space limit of a submission's process (default 2048)")
+    group.add_argument("--output-mb", type=positive_int, default=16, metavar="M",
+                       help="the most output one test may print (default 16)")
+    group.add_argument("--jobs", type=positive_int, default=min(4, os.cpu_count() or 1),
+                       metavar="N", help="students graded at once (default: cpus, at most 4)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from steel_keras.errors import SteelKerasError
+    from steel_keras.grading.discovery import chapter_key
+
+    if args.submissions is None and args.out is not None:
+        raise SteelKerasError("--out goes with --submissions DIR; to grade your own "
+                              "exercises, give --path DIR only")
+    if args.submissions is not None and args.out is None:
+        raise SteelKerasError("--submissions needs --out DIR for grades.csv and the results")
+    chapter = chapter_key(args.chapter)
+    if args.submissions is not None:
+        return _grade_class(args, chapter)
+    return _grade_self(args, chapter)
+
+
+def _limits(args: argparse.Namespace):
+    from steel_keras.grading.grader import Limits
+
+    return Limits(timeout=args.timeout, test_timeout=min(args.test_timeout, args.timeout),
+                  memory_mb=args.memory_mb, output_mb=args.output_mb)
+
+
+def _tests(args: argparse.Namespace, exercises: Path | None, chapter: str | None):
+    from steel_keras.grading.discovery import find_public_tests, test_files
+    from steel_keras.grading.grader import collect_tests
+
+    files = test_files(find_public_tests(exercises, args.tests), chapter)
+    hidden = [args.hidden] if args.hidden else []
+    for folder in hidden:
+        files += test_files(folder, chapter, recursive=True)
+    return collect_tests(files, hidden), hidden
+
+
+def _grade_self(args: argparse.Namespace, chapter: str | None) -> int:
+    from steel_keras.grading.discovery import default_exercises_dir
+    from steel_keras.grading.grader import grade_submission
+    from steel_keras.grading.reports import student_table, summary_line
+
+    exercises = args.path or default_exercises_dir()
+    tests, hidden = _tests(args, exercises, chapter)
+    print(f"grading {exercises} with {len(tests)} tests ...", flush=True)
+    grade = grade_submission(exercises, tests, _limits(args), hidden_dirs=hidden)
+    print(student_table(grade))
+    print(summary_line(grade, hidden_run=bool(hidden)))
+    return 0 if grade.score >= grade.max_score else 1
+
+
+def _grade_class(args: argparse.Namespace, chapter: str | None) -> int:
+    from steel_keras.grading.discovery import student_folders
+    from steel_keras.grading.grader import grade_submissions
+    from steel_keras.grading.reports import format_points, write_grades_csv, write_results_json
+
+    students = student_folders(args.submissions)
+    tests, hidden = _tests(args, None, chapter)
+    start = time.monotonic()
+    grades = grade_submissions(students, tests, _limits(args), out=args.out,
+                               hidden_dirs=hidden, jobs=args.jobs)
+    for grade in grades:
+        write_results_json(grade, args.out / grade.student / "results.json", bool(hidden))
+    sheet = write_grades_csv(grades, tests, args.out / "grades.csv")
+    width = max(len(g.student) for g in grades)
+    for grade in grades:
+        print(f"  {grade.student:<{width}}  {format_points(grade.score):>5}/"
+              f"{format_points(grade.max_score)}  ({grade.seconds:.1f} s)")
+    print(f"graded {len(grades)} students on {len(tests)} tests in "
+          f"{time.monotonic() - start:.0f} s; grade sheet: {sheet}")
+    return 0

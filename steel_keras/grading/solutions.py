@@ -1,0 +1,116 @@
+"""The reference solution of every exercise: the library's own function, or a thin wrapper.
+
+``CHAPTERS`` maps a chapter (``"ch01"``) to its exercise module's name and to
+``{exercise function name: reference}``. A reference is either ``"module:function"`` in the
+library (imported only when asked for, so grading chapter 01 never imports Keras) or a function
+defined below, where the exercise's signature is simpler than the library's. The wrappers are
+written to read well on their own: ``steel-keras course student-copy --solutions`` copies their
+bodies into the instructor's exercise files.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CHAPTERS", "chapters", "module_name", "solutions_for"]
+
+
+def defect_free_ids(long_table: pd.DataFrame, all_ids: list[str]) -> list[str]:
+    """The ids in ``all_ids`` without any mask in ``long_table``, sorted."""
+    with_defects = set(long_table["ImageId"])
+    return sorted(set(all_ids) - with_defects)
+
+
+def per_image_table(long_table: pd.DataFrame, all_ids: list[str]) -> pd.DataFrame:
+    """One row per image: ``ImageId, has_defect, classes, n_classes, area_1..area_4``."""
+    from steel_keras.data.dataset import rle_area
+
+    class_ids = [1, 2, 3, 4]
+    areas = (long_table.assign(area=long_table["EncodedPixels"].map(rle_area))
+             .pivot(index="ImageId", columns="ClassId", values="area")
+             .reindex(index=sorted(set(all_ids)), columns=class_ids)
+             .fillna(0).astype(np.int64))
+    present = areas.to_numpy() > 0
+    table = pd.DataFrame({"ImageId": areas.index.to_list()})
+    table["has_defect"] = present.any(axis=1)
+    table["classes"] = [" ".join(str(c) for c, p in zip(class_ids, row, strict=True) if p)
+                        for row in present]
+    table["n_classes"] = present.sum(axis=1).astype(np.int64)
+    for c in class_ids:
+        table[f"area_{c}"] = areas[c].to_numpy()
+    return table
+
+
+def class_balance(long_table: pd.DataFrame) -> pd.Series:
+    """Number of images with a mask of each class, indexed 1-4 (zeros included)."""
+    counts = long_table.groupby("ClassId")["ImageId"].nunique()
+    return counts.reindex([1, 2, 3, 4], fill_value=0).astype(np.int64).rename("images")
+
+
+def classes_per_image(long_table: pd.DataFrame, all_ids: list[str]) -> pd.Series:
+    """Number of images with 0, 1, 2, 3 and 4 defect classes, indexed 0-4 (zeros included)."""
+    per_image = long_table.groupby("ImageId")["ClassId"].nunique()
+    n_classes = per_image.reindex(sorted(set(all_ids)), fill_value=0)
+    counts = n_classes.value_counts().reindex(range(5), fill_value=0)
+    return counts.astype(np.int64).rename("images")
+
+
+def empty_pair_share(long_table: pd.DataFrame, n_images: int) -> float:
+    """Share of the ``4 * n_images`` (image, class) pairs without a mask.
+
+    That is the competition score of an all-empty submission: Dice is 1 on an empty pair
+    predicted empty and 0 on a non-empty pair predicted empty.
+    """
+    n_masks = len(long_table)
+    if n_images <= 0 or n_masks > 4 * n_images:
+        raise ValueError(f"n_images={n_images} cannot hold {n_masks} masks; give the number of "
+                         "images, defect-free ones included")
+    return 1.0 - n_masks / (4 * n_images)
+
+
+CHAPTERS: dict[str, tuple[str, dict[str, str | Callable]]] = {
+    "ch01": ("ch01_data_and_rle", {
+        "decode_rle": "steel_keras.rle:decode_rle",
+        "encode_rle": "steel_keras.rle:encode_rle",
+        "mask_area_from_rle": "steel_keras.data.dataset:rle_area",
+        "read_long_table": "steel_keras.data.annotations:read_annotations",
+        "defect_free_ids": defect_free_ids,
+    }),
+    "ch02": ("ch02_eda", {
+        "per_image_table": per_image_table,
+        "class_balance": class_balance,
+        "classes_per_image": classes_per_image,
+        "empty_pair_share": empty_pair_share,
+    }),
+}
+
+
+def chapters() -> list[str]:
+    """The chapters with exercises, in order: ``["ch01", "ch02", ...]``."""
+    return sorted(CHAPTERS)
+
+
+def module_name(chapter: str) -> str:
+    """The exercise module of a chapter: ``"ch01"`` -> ``"ch01_data_and_rle"``."""
+    if chapter not in CHAPTERS:
+        raise KeyError(f"no exercises for chapter {chapter!r}; chapters with exercises: "
+                       f"{', '.join(chapters())}")
+    return CHAPTERS[chapter][0]
+
+
+def resolve(reference: str | Callable) -> Callable:
+    """The function a registry entry names (``"pkg.module:function"``) or the function itself."""
+    if callable(reference):
+        return reference
+    module, _, attr = reference.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def solutions_for(chapter: str) -> dict[str, Callable]:
+    """``{exercise function name: reference function}`` of a chapter (``"ch01"``)."""
+    module_name(chapter)
+    return {name: resolve(ref) for name, ref in CHAPTERS[chapter][1].items()}
