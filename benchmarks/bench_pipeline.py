@@ -2,19 +2,22 @@
 
 Times ``segmentation_dataset`` and ``classification_dataset`` (``steel_keras.data.pipelines``)
 with :func:`~steel_keras.data.augment.make_augmentation`'s defaults (flips, brightness and
-contrast) at 128 x 800 and 256 x 1600, batch 8, on real JPEG files of a synthetic dataset. Each
-row is the median over ``--epochs`` timed passes after one warm-up pass. For reference it also
+contrast) at 128 x 800 and 256 x 1600, batch 8, on real JPEG files of a synthetic dataset.
+Each row is the median over ``--epochs`` timed passes after one warm-up pass; the rows take
+turns pass by pass, so that load from other processes hits them alike. For reference it also
 times, on the same images:
 
-- ``in-memory``: the same batches from arrays already in memory (``load_arrays`` then
-  ``tf.data.Dataset.from_tensor_slices``), the ceiling for a pipeline that has to decode JPEGs;
-- ``pydataset``: the same loader behind ``keras.utils.PyDataset`` with two worker threads, the
-  alternative to ``tf.data`` (``--compare-pydataset``).
+- ``tf.data, cache=True``: the pipeline keeping decoded, resized images in memory after the
+  warm-up pass (augmentation still runs every epoch);
+- ``in-memory``: the same batches, unaugmented, from arrays already in memory (``load_arrays``
+  then ``tf.data.Dataset.from_tensor_slices``): the ceiling, what "vs in-memory" divides by;
+- ``PyDataset (2 threads)``: the same loader behind ``keras.utils.PyDataset`` with two worker
+  threads, the alternative to ``tf.data`` (``--compare-pydataset``).
 
 The dataset is ``steel_keras.synthetic.generate_dataset``'s when that module exists, else a
 plain textured-noise one written here with Pillow (1600 x 256 RGB JPEGs, rectangles as masks).
 
-    python benchmarks/bench_pipeline.py [--images 96] [--epochs 3] [--compare-pydataset]
+    python benchmarks/bench_pipeline.py [--images 96] [--epochs 5] [--compare-pydataset]
 """
 
 from __future__ import annotations
@@ -80,17 +83,23 @@ def make_dataset(root: Path, n_train: int) -> tuple[SteelDataset, str]:
     return SteelDataset(root), "steel_keras.synthetic"
 
 
-def time_epochs(make_iter, n_images: int, epochs: int) -> float:
-    """Median images/s over ``epochs`` full passes after one warm-up pass."""
-    for _ in make_iter():
-        pass
-    rates = []
-    for _ in range(epochs):
-        start = time.perf_counter()
+def time_interleaved(cases: dict[tuple[str, str], object], n_images: int, epochs: int) -> dict:
+    """Median images/s per case; the timed epochs of all cases take turns.
+
+    Each case gets one warm-up pass, then epoch 1 of every case, epoch 2 of every case, ...:
+    on a machine shared with other work, a burst of load then hits every case alike.
+    """
+    for make_iter in cases.values():
         for _ in make_iter():
             pass
-        rates.append(n_images / (time.perf_counter() - start))
-    return statistics.median(rates)
+    rates: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
+    for _ in range(epochs):
+        for key, make_iter in cases.items():
+            start = time.perf_counter()
+            for _ in make_iter():
+                pass
+            rates[key].append(n_images / (time.perf_counter() - start))
+    return {key: statistics.median(values) for key, values in rates.items()}
 
 
 def pydataset(loader: SampleLoader, workers: int = 2):
@@ -122,54 +131,36 @@ def run(ds: SteelDataset, epochs: int, compare_pydataset: bool) -> list[dict]:
 
     ids = ds.train_image_ids
     augment = make_augmentation()
+    common = {"batch_size": BATCH, "augment": augment, "shuffle": True}
     results = []
     for size in SIZES:
-        cases = {
-            "segmentation": lambda s=size: segmentation_dataset(
-                ds, ids, image_size=s, batch_size=BATCH, augment=augment, shuffle=True
-            ),
-            "classification": lambda s=size: classification_dataset(
-                ds,
-                ids,
-                image_size=s,
-                batch_size=BATCH,
-                target="multilabel",
-                augment=augment,
-                shuffle=True,
-            ),
-        }
-        for name, build in cases.items():
-            pipeline = build()
-            rate = time_epochs(lambda p=pipeline: p, len(ids), epochs)
-            results.append(
-                {"pipeline": name, "backend": "tf.data", "size": size, "images_per_s": rate}
-            )
         x, y = load_arrays(ds, ids, size)
         in_memory = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
-        rate = time_epochs(lambda m=in_memory: m, len(ids), epochs)
-        results.append(
-            {"pipeline": "segmentation", "backend": "in-memory", "size": size, "images_per_s": rate}
-        )
-        del x, y, in_memory
+        seg = segmentation_dataset(ds, ids, image_size=size, **common)
+        cached = segmentation_dataset(ds, ids, image_size=size, cache=True, **common)
+        cls = classification_dataset(ds, ids, image_size=size, target="multilabel", **common)
+        cases = {
+            ("segmentation", "in-memory"): lambda m=in_memory: m,
+            ("segmentation", "tf.data"): lambda p=seg: p,
+            ("segmentation", "tf.data, cache=True"): lambda p=cached: p,
+            ("classification", "tf.data"): lambda p=cls: p,
+        }
         if compare_pydataset:
-            loader = SampleLoader(ds, ids, size, augment=augment)
-            batches = pydataset(loader)
-            rate = time_epochs(lambda b=batches: iterate_pydataset(b), len(ids), epochs)
+            batches = pydataset(SampleLoader(ds, ids, size, augment=augment))
+            cases["segmentation", "PyDataset (2 threads)"] = lambda b=batches: iterate_pydataset(b)
+        for (pipeline, backend), rate in time_interleaved(cases, len(ids), epochs).items():
             results.append(
-                {
-                    "pipeline": "segmentation",
-                    "backend": "PyDataset (2 threads)",
-                    "size": size,
-                    "images_per_s": rate,
-                }
+                {"pipeline": pipeline, "backend": backend, "size": size, "images_per_s": rate}
             )
+            print(f"  {pipeline:14} {backend:22} {size}: {rate:.1f} images/s", flush=True)
+        del x, y, in_memory, cases
     return results
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=96, help="train images to generate")
-    parser.add_argument("--epochs", type=int, default=3, help="timed passes (median)")
+    parser.add_argument("--epochs", type=int, default=5, help="timed passes (median)")
     parser.add_argument("--data", type=Path, help="use this Kaggle-layout folder instead")
     parser.add_argument("--compare-pydataset", action="store_true")
     args = parser.parse_args(argv)
@@ -181,16 +172,27 @@ def main(argv: list[str] | None = None) -> None:
         load_before = os.getloadavg()
         results = run(ds, args.epochs, args.compare_pydataset)
         load_after = os.getloadavg()
+    in_memory = {r["size"]: r["images_per_s"] for r in results if r["backend"] == "in-memory"}
     for r in results:
+        r["share_of_in_memory"] = round(r["images_per_s"] / in_memory[r["size"]], 3)
         r["size"] = f"{r['size'][0]}x{r['size'][1]}"
         r["images_per_s"] = round(r["images_per_s"], 1)
-    rows = [(r["pipeline"], r["backend"], r["size"], r["images_per_s"]) for r in results]
+    rows = [
+        (
+            r["pipeline"],
+            r["backend"],
+            r["size"],
+            r["images_per_s"],
+            f"{100 * r['share_of_in_memory']:.0f} %",
+        )
+        for r in results
+    ]
     table = (
         f"Input pipelines, batch {BATCH}, augmentation = flips + brightness/contrast, "
         f"{len(ds.train_image_ids)} images ({source}); median of {args.epochs} epochs "
         f"after 1 warm-up; load average before/after: {load_before[0]:.2f}/"
         f"{load_after[0]:.2f} on {os.cpu_count()} cores.\n\n"
-        + markdown_table(["pipeline", "backend", "size", "images/s"], rows)
+        + markdown_table(["pipeline", "backend", "size", "images/s", "vs in-memory"], rows)
     )
     write_results(
         "pipeline",

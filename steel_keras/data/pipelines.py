@@ -123,6 +123,15 @@ class SampleLoader:
 
         ``seed`` fixes the random crop and augmentation of this sample.
         """
+        image, target = self.load_uint8(index, seed)
+        return scale_image(image), target.astype(np.float32, copy=False)
+
+    def load_uint8(self, index: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`load`, before scaling: image ``uint8`` ``(H, W, 1)``, masks ``uint8``.
+
+        Labels are float32 already. The pipelines scale whole batches in TensorFlow, which
+        moves a quarter of the bytes through ``tf.numpy_function`` and the batching.
+        """
         image, masks = self._decoded(int(index))
         rng = None
         if self.crop is not None or self._augment is not None:
@@ -132,10 +141,9 @@ class SampleLoader:
             image, masks = _random_crop(image, masks, self.crop, rng)
         if self._augment is not None:
             image, masks = self._apply_augment(image, masks, int(rng.integers(2**31)))
-        x = (image.astype(np.float32) * np.float32(1 / 255))[..., None]
         if self.kind == "classification":
-            return x, self.labels[int(index)]
-        return x, masks.astype(np.float32)
+            return image[..., None], self.labels[int(index)]
+        return image[..., None], masks
 
     def _decoded(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         if self._cache is not None and index in self._cache:
@@ -164,6 +172,11 @@ class SampleLoader:
             return augment(image=image)["image"], None
         out = augment(image=image, mask=masks)
         return out["image"], out["mask"]
+
+
+def scale_image(image: np.ndarray) -> np.ndarray:
+    """``uint8`` to float32 in [0, 1], exactly as the pipelines do it."""
+    return image.astype(np.float32) * np.float32(1 / 255)
 
 
 def _check_target(kind: str, target: str, class_id: int | None) -> int:
@@ -223,16 +236,22 @@ def _to_tf_dataset(
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     x_shape, y_shape = loader.output_shapes
 
+    y_type = tf.float32 if loader.kind == "classification" else tf.uint8
+
     def load(index: tf.Tensor, sample_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = tf.numpy_function(
-            loader.load, [index, sample_seed], [tf.float32, tf.float32], stateful=False
+            loader.load_uint8, [index, sample_seed], [tf.uint8, y_type], stateful=False
         )
         return tf.ensure_shape(x, x_shape), tf.ensure_shape(y, y_shape)
+
+    def to_float(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.cast(x, tf.float32) * (1 / 255), tf.cast(y, tf.float32)
 
     pipeline = tf.data.Dataset.zip(indices, seeds).map(
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
-    return pipeline.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    pipeline = pipeline.batch(batch_size, drop_remainder=drop_remainder)
+    return pipeline.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def classification_dataset(
