@@ -261,6 +261,15 @@ def test_bad_image_files_name_the_file(tmp_path, damage, match):
     assert str(path) in str(info.value)
 
 
+def test_unknown_ids_raise_instead_of_giving_empty_masks(folders):
+    ds = SteelDataset(folders["train"])
+    with pytest.raises(DataError, match="'nope.jpg' is not a train image of"):
+        ds.load_masks("nope.jpg")
+    with pytest.raises(DataError, match=r"1 id\(s\) are not train images.*nope.jpg"):
+        ds.check_ids(["00000000a.jpg", "nope.jpg"])
+    ds.check_ids(ds.train_image_ids)
+
+
 def test_bad_size_argument(folders):
     with pytest.raises(DataError, match="size must be"):
         SteelDataset(folders["train"]).load_image("00000000a.jpg", size=(0, 10))

@@ -268,6 +268,8 @@ def test_segmentation_argument_errors(ds, kwargs, match):
 def test_empty_ids_and_bad_images_raise_data_error(ds, tmp_path):
     with pytest.raises(DataError, match="no image ids"):
         segmentation_dataset(ds, [])
+    with pytest.raises(DataError, match="not train images.*typo.jpg"):
+        classification_dataset(ds, ["typo.jpg"])
     broken = build_folder(tmp_path / "broken")
     (broken.root / "train_images" / broken.train_image_ids[0]).write_bytes(b"garbage")
     with pytest.raises(DataError, match="not a readable image"):

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -178,6 +179,9 @@ class SteelDataset:
         size = check_size(size)
         rles = self.rle_lookup(split).get(image_id)
         if not rles:
+            if image_id not in self._known_ids(split):
+                # Zeros for a mistyped id would silently teach "no defect".
+                raise DataError(f"image {image_id!r} is not a {split} image of {self.root}")
             return np.zeros((*(size or IMAGE_SHAPE), len(CLASS_IDS)), dtype=np.uint8)
         return resize_masks(masks_from_rles(rles, IMAGE_SHAPE, image_id=image_id), size)
 
@@ -186,6 +190,33 @@ class SteelDataset:
         if split not in SPLITS:
             raise DataError(f"split must be one of {SPLITS}, got {split!r}")
         return self._test_lookup if split == "test" else self._train_lookup
+
+    def check_ids(self, image_ids: Sequence[str], split: str = "train") -> None:
+        """Raise :class:`DataError` naming the ids that are not images of ``split``.
+
+        Also builds the lookups that :meth:`load_masks` reads, so that threads only read them.
+        """
+        self.rle_lookup(split)
+        unknown = sorted(set(image_ids) - self._known_ids(split))
+        if unknown:
+            raise DataError(
+                f"{len(unknown)} id(s) are not {split} images of {self.root}, e.g. "
+                f"{', '.join(unknown[:3])}"
+            )
+
+    def _known_ids(self, split: str) -> frozenset[str]:
+        if split == "test":
+            return self._test_ids_with_truth
+        return self._train_id_set
+
+    @cached_property
+    def _train_id_set(self) -> frozenset[str]:
+        return frozenset(self.train_image_ids)
+
+    @cached_property
+    def _test_ids_with_truth(self) -> frozenset[str]:
+        truth = self.test_truth
+        return frozenset(self.test_image_ids) | frozenset(truth.image_ids if truth else ())
 
     @cached_property
     def _train_lookup(self) -> dict[str, dict[int, str]]:

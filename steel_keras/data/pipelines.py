@@ -105,7 +105,7 @@ class SampleLoader:
         # Built here, once, so that worker threads only read shared state.
         labels = ds.class_labels(self.image_ids, split).astype(np.float32)
         self.labels = labels.max(axis=1, keepdims=True) if target == "binary" else labels
-        ds.rle_lookup(split)
+        ds.check_ids(self.image_ids, split)
 
     @property
     def output_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
