@@ -88,13 +88,13 @@ def _limits(args: argparse.Namespace):
 
 
 def _tests(args: argparse.Namespace, exercises: Path | None, chapter: str | None):
-    from steel_keras.grading.discovery import find_public_tests, test_files
+    from steel_keras.grading.discovery import find_public_tests, graded_test_files
     from steel_keras.grading.grader import collect_tests
 
-    files = test_files(find_public_tests(exercises, args.tests), chapter)
+    files = graded_test_files(find_public_tests(exercises, args.tests), chapter)
     hidden = [args.hidden] if args.hidden else []
     for folder in hidden:
-        files += test_files(folder, chapter, recursive=True)
+        files += graded_test_files(folder, chapter, recursive=True)
     return collect_tests(files, hidden), hidden
 
 

@@ -13,7 +13,7 @@ __all__ = [
     "default_exercises_dir",
     "find_public_tests",
     "student_folders",
-    "test_files",
+    "graded_test_files",
 ]
 
 
@@ -52,7 +52,9 @@ def find_public_tests(exercises_dir: Path | None, explicit: Path | None = None) 
                           "give their folder with --tests DIR")
 
 
-def test_files(folder: Path, chapter: str | None, *, recursive: bool = False) -> list[Path]:
+def graded_test_files(
+    folder: Path, chapter: str | None, *, recursive: bool = False
+) -> list[Path]:
     """``test_*.py`` files of ``folder`` (of one chapter when ``chapter`` is given), sorted."""
     found = folder.rglob("test_*.py") if recursive else folder.glob("test_*.py")
     files = sorted(p.resolve() for p in found if p.is_file())

@@ -43,7 +43,6 @@ __all__ = [
     "grade_submissions",
 ]
 
-GRACE_S = 5.0
 POLL_S = 0.1
 PYTEST_OPTIONS = ["-p", plugin.PLUGIN_NAME, "-p", "no:cacheprovider", "--import-mode=importlib",
                   "-q", "--tb=no", "--no-header", "-rN", "-W", "ignore"]
@@ -81,6 +80,7 @@ class Limits:
         memory_mb: address-space limit of the test process, in MiB (0: none).
         output_mb: the most a test may print, in MiB; also caps each log file (0: none).
         startup: seconds pytest may take to start and collect before the watchdog steps in.
+        grace: seconds past ``test_timeout`` before the watchdog kills a test that did not stop.
     """
 
     timeout: float = 300.0
@@ -88,6 +88,7 @@ class Limits:
     memory_mb: int = 2048
     output_mb: int = 16
     startup: float = 60.0
+    grace: float = 5.0
 
 
 @dataclass
@@ -154,7 +155,7 @@ def collect_tests(files: Sequence[Path], hidden_dirs: Sequence[Path] = ()) -> li
 
 
 def grade_submission(
-    exercises: Path,
+    exercises: Path | str,
     tests: Sequence[GradedTest],
     limits: Limits | None = None,
     *,
@@ -165,7 +166,8 @@ def grade_submission(
     """Grade one folder of exercise files against ``tests`` (see the module docstring).
 
     Args:
-        exercises: the folder holding ``chNN_*.py`` files.
+        exercises: the folder holding ``chNN_*.py`` files, or ``"solutions"`` for the
+            library's reference solutions.
         tests: what :func:`collect_tests` returned.
         limits: time, memory and output limits.
         student: the name in the grade (defaults to the folder's name).
@@ -174,7 +176,7 @@ def grade_submission(
     """
     limits = limits or Limits()
     start = time.monotonic()
-    grade = Grade(student or exercises.name, [])
+    grade = Grade(student or Path(exercises).name, [])
     results: dict[str, TestResult] = {}
     with tempfile.TemporaryDirectory(prefix="steel-keras-grade-") as tmp:
         work = Path(tmp)
@@ -202,17 +204,15 @@ def _record_run(results: dict[str, TestResult], pending: list[GradedTest], event
         if event["event"] == "result" and event["id"] in by_id:
             test = by_id[event["id"]]
             results[test.id] = TestResult(test, float(event["score"]), event["output"])
-    if ending.killed_for is None and ending.returncode in (0, 1):
-        if len(results) == graded_before:
-            _give_zero(results, [t for t in pending if t.id not in results],
-                       "not run: pytest did not select this test")
-        return
-    reason = _ending_reason(ending, limits)
-    culprits = _culprits(events, [t for t in pending if t.id not in results])
+    remaining = [t for t in pending if t.id not in results]
+    culprits = _culprits(events, remaining)
     if culprits:
-        _give_zero(results, culprits, reason)
+        _give_zero(results, culprits, _ending_reason(ending, limits))
     elif len(results) == graded_before:
-        _give_zero(results, [t for t in pending if t.id not in results], f"not run: {reason}")
+        # Nothing graded and nobody to blame: running again would not help.
+        normal = ending.killed_for is None and ending.returncode in (0, 1)
+        why = "pytest did not select this test" if normal else _ending_reason(ending, limits)
+        _give_zero(results, remaining, f"not run: {why}")
 
 
 def _culprits(events: list[dict], remaining: list[GradedTest]) -> list[GradedTest]:
@@ -231,7 +231,7 @@ def _culprits(events: list[dict], remaining: list[GradedTest]) -> list[GradedTes
 
 def _ending_reason(ending: _RunEnding, limits: Limits) -> str:
     if ending.killed_for == "stall":
-        return (f"stopped: still running {limits.test_timeout + GRACE_S:g} s after the test "
+        return (f"stopped: still running {limits.test_timeout + limits.grace:g} s after the test "
                 f"started (limit {limits.test_timeout:g} s); a loop that ignores the time limit?")
     if ending.killed_for == "deadline":
         return f"stopped: the submission's time limit of {limits.timeout:g} s ran out"
@@ -253,7 +253,7 @@ def _give_zero(results: dict[str, TestResult], tests: Sequence[GradedTest], why:
         results.setdefault(test.id, TestResult(test, 0.0, why))
 
 
-def _run_once(exercises: Path, pending: Sequence[GradedTest], limits: Limits, work: Path,
+def _run_once(exercises: Path | str, pending: Sequence[GradedTest], limits: Limits, work: Path,
               run: int, deadline: float, log_dir: Path | None,
               hidden_dirs: Sequence[Path]) -> tuple[list[dict], _RunEnding, Path]:
     """One pytest child over ``pending``: its events, how it ended, its log file."""
@@ -286,7 +286,7 @@ def _watch(proc: subprocess.Popen, events: Path, limits: Limits, deadline: float
             return _RunEnding(_kill_group(proc), "deadline")
         last_event = events.stat().st_mtime if events.exists() else None
         quiet = time.time() - (last_event or started)
-        allowed = limits.startup if last_event is None else limits.test_timeout + GRACE_S
+        allowed = limits.startup if last_event is None else limits.test_timeout + limits.grace
         if quiet > allowed:
             return _RunEnding(_kill_group(proc), "stall")
 
@@ -309,11 +309,12 @@ def _command(rootdir: Path, limits: Limits, *args: str) -> list[str]:
 
 
 def _environment(scratch: Path, events: Path, limits: Limits, hidden_dirs: Sequence[Path],
-                 exercises: Path | None = None) -> dict[str, str]:
+                 exercises: Path | str = plugin.SOLUTIONS) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     package_parent = str(Path(steel_keras.__file__).resolve().parents[1])
     env.update({
-        plugin.ENV_IMPL: str(exercises.resolve()) if exercises else plugin.SOLUTIONS,
+        plugin.ENV_IMPL: (plugin.SOLUTIONS if exercises == plugin.SOLUTIONS
+                          else str(Path(exercises).resolve())),
         plugin.ENV_REPORT: str(events),
         plugin.ENV_TEST_TIMEOUT: f"{limits.test_timeout:g}",
         plugin.ENV_HIDDEN: os.pathsep.join(str(Path(h).resolve()) for h in hidden_dirs),

@@ -1,0 +1,161 @@
+"""The grader, for real: child processes, time and memory limits, misbehaving submissions.
+
+The CI check of the course lives here: the reference solutions score 100 % and the stubs 0 % on
+every chapter with exercises. Then a class of submissions that crash, exit, loop, print and
+eat memory is graded through the command line, with hidden tests whose source must not leak.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from steel_keras.grading.discovery import graded_test_files, student_folders
+from steel_keras.grading.grader import Limits, collect_tests, grade_submission, grade_submissions
+from steel_keras.grading.scenarios import expected_score, write_class
+from steel_keras.grading.solutions import CHAPTERS, chapters, solutions_for
+
+REPO = Path(__file__).resolve().parents[1]
+EXERCISES = REPO / "course" / "exercises"
+GRADED_TESTS = REPO / "tests" / "grading"
+FAST = Limits(timeout=60, test_timeout=5, grace=3, memory_mb=1024, output_mb=2)
+SECRET = "HIDDEN-TEST-SOURCE-7f3a"
+
+HIDDEN_TEST = f'''
+import pytest
+
+@pytest.mark.points(2)
+def test_decode_rle_hidden_corner(impl):
+    mask = impl.decode_rle("4 2", (3, 2))
+    assert mask[:, 1].tolist() == [1, 1, 0], "{SECRET} in an assertion message"
+
+@pytest.mark.points(1)
+def test_mask_area_from_rle_hidden(impl):
+    secret_input = "{SECRET}"
+    assert impl.mask_area_from_rle("2 3 9 4") == 7
+    assert secret_input.startswith("HIDDEN")
+'''
+
+
+def steel_keras(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "steel_keras", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def public_tests():
+    return collect_tests(graded_test_files(GRADED_TESTS, None))
+
+
+def by_chapter(grade) -> dict[str, tuple[float, float]]:
+    totals: dict[str, tuple[float, float]] = {}
+    for r in grade.results:
+        got, out_of = totals.get(r.test.chapter, (0.0, 0.0))
+        totals[r.test.chapter] = (got + r.score, out_of + r.test.points)
+    return totals
+
+
+def test_every_exercise_has_a_reference_solution_and_a_stub():
+    files = sorted(EXERCISES.glob("ch[0-9][0-9]_*.py"))
+    assert [f.name[:4] for f in files] == chapters()
+    for path in files:
+        module_name, references = CHAPTERS[path.name[:4]]
+        assert path.stem == module_name
+        functions = [n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)]
+        assert sorted(f.name for f in functions) == sorted(references), path.name
+        for function in functions:
+            assert ast.get_docstring(function), f"{path.name}: {function.name} has no docstring"
+            last = function.body[-1]
+            assert isinstance(last, ast.Raise) and "NotImplementedError" in ast.unparse(last)
+        assert all(callable(f) for f in solutions_for(path.name[:4]).values())
+
+
+def test_solutions_score_full_marks_and_stubs_zero_on_every_chapter(public_tests):
+    assert {t.chapter for t in public_tests} == set(chapters())
+    solutions = grade_submission("solutions", public_tests, FAST)
+    stubs = grade_submission(EXERCISES, public_tests, FAST)
+    for chapter, (got, out_of) in by_chapter(solutions).items():
+        assert got == out_of > 0, f"{chapter}: solutions score {got}/{out_of}"
+    for chapter, (got, out_of) in by_chapter(stubs).items():
+        assert got == 0 < out_of, f"{chapter}: stubs score {got}/{out_of}"
+    assert all("NotImplementedError" in r.output for r in stubs.results)
+    assert solutions.runs == stubs.runs == 1
+
+
+def test_student_copy_grades_zero_and_instructor_copy_full_marks(tmp_path):
+    student, instructor = tmp_path / "student", tmp_path / "instructor"
+    assert steel_keras("course", "student-copy", "--out", str(student)).returncode == 0
+    made = steel_keras("course", "student-copy", "--out", str(instructor), "--solutions")
+    assert made.returncode == 0, made.stderr
+    assert (student / "exercises" / "ch01_data_and_rle.py").read_text() == \
+        (EXERCISES / "ch01_data_and_rle.py").read_text()
+    # Graded from inside the copy, with no source checkout in sight of the working folder.
+    graded = steel_keras("grade", "--path", "exercises", cwd=student)
+    assert graded.returncode == 1, graded.stderr
+    assert "public tests: 0/20 points; hidden tests not run" in graded.stdout
+    assert "NotImplementedError: Exercise 1.1" in graded.stdout
+    graded = steel_keras("grade", "--path", str(instructor / "exercises"), "--chapter", "1")
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    assert "public tests: 10/10 points; hidden tests not run" in graded.stdout
+    refused = steel_keras("course", "student-copy", "--out", str(student))
+    assert refused.returncode == 2 and "--force" in refused.stderr
+
+
+def test_misbehaving_class_scores_right_and_hidden_source_never_leaks(tmp_path):
+    kinds = write_class(tmp_path / "submissions", 9, ["correct", "wrong_answer", "import_error",
+                                                      "os_exit", "python_loop", "c_loop",
+                                                      "segfault", "prints_forever",
+                                                      "eats_memory"])
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "test_ch01_hidden.py").write_text(HIDDEN_TEST)
+    start = time.monotonic()
+    result = steel_keras("grade", "--submissions", str(tmp_path / "submissions"),
+                         "--out", str(tmp_path / "out"), "--hidden", str(hidden),
+                         "--timeout", "60", "--test-timeout", "3", "--memory-mb", "1024",
+                         "--output-mb", "2", "--jobs", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert time.monotonic() - start < 240
+    hidden_file = hidden / "test_ch01_hidden.py"
+    tests = collect_tests([*graded_test_files(GRADED_TESTS, None), hidden_file], [hidden])
+    with open(tmp_path / "out" / "grades.csv", newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert sorted(rows) == sorted(kinds)
+    for student, kind in kinds.items():
+        row = rows[student]
+        assert float(row["total"]) == expected_score(kind, tests), (student, row)
+        assert float(row["max"]) == 23 and float(row["hidden/test_ch01_hidden.py::"
+                                                     "test_mask_area_from_rle_hidden"]) in (0, 1)
+        results_file = tmp_path / "out" / student / "results.json"
+        text = results_file.read_text()
+        assert SECRET not in text and "secret_input" not in text
+        results = json.loads(text)
+        assert results["score"] == expected_score(kind, tests)
+        assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published"}
+        assert all({"name", "score", "max_score", "output"} <= set(t) for t in results["tests"])
+    assert SECRET not in (tmp_path / "out" / "grades.csv").read_text()
+
+
+def test_grade_usage_errors_are_one_line():
+    result = steel_keras("grade", "--submissions", str(REPO))
+    assert result.returncode == 2 and "--out" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_thirty_mixed_submissions_on_two_workers(tmp_path, public_tests):
+    kinds = write_class(tmp_path / "submissions", 30)
+    start = time.monotonic()
+    grades = grade_submissions(student_folders(tmp_path / "submissions"), public_tests,
+                               Limits(timeout=120, test_timeout=5, memory_mb=1024, output_mb=4),
+                               jobs=2, progress=False)
+    assert time.monotonic() - start < 600
+    for grade in grades:
+        assert grade.score == expected_score(kinds[grade.student], public_tests), grade.student
