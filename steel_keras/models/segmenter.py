@@ -164,7 +164,7 @@ def _build_sm(
         activation="linear",
         encoder_weights=encoder_weights,
     )
-    network = keras.Model(network.inputs, network.outputs, name=f"sm_{arch}_{backbone}")
+    network = keras.Model(network.input, network.output, name=f"sm_{arch}_{backbone}")
     image = keras.Input(shape=shape, name="image")
     x = gray_to_rgb(image)
     x = preprocessing_layer(sm.get_preprocessing(backbone))(x)
