@@ -205,9 +205,10 @@ def _record_run(results: dict[str, TestResult], pending: list[GradedTest], event
             test = by_id[event["id"]]
             results[test.id] = TestResult(test, float(event["score"]), event["output"])
     remaining = [t for t in pending if t.id not in results]
-    culprits = _culprits(events, remaining)
+    culprits, importing = _culprits(events, remaining)
     if culprits:
-        _give_zero(results, culprits, _ending_reason(ending, limits))
+        where = f"while importing {importing}.py, " if importing else ""
+        _give_zero(results, culprits, where + _ending_reason(ending, limits))
     elif len(results) == graded_before:
         # Nothing graded and nobody to blame: running again would not help.
         normal = ending.killed_for is None and ending.returncode in (0, 1)
@@ -215,18 +216,20 @@ def _record_run(results: dict[str, TestResult], pending: list[GradedTest], event
         _give_zero(results, remaining, f"not run: {why}")
 
 
-def _culprits(events: list[dict], remaining: list[GradedTest]) -> list[GradedTest]:
-    """The test running when the process ended; all its chapter's tests if it died importing."""
+def _culprits(events: list[dict],
+              remaining: list[GradedTest]) -> tuple[list[GradedTest], str | None]:
+    """The test running when the process ended, or all its chapter's tests if it died
+    importing the exercise file (then also that file's module name)."""
     running = [e for e in events if e["event"] in ("start", "result", "import", "imported")]
     if not running or running[-1]["event"] == "result":
-        return []
+        return [], None
     last = running[-1]
     starts = [e for e in running if e["event"] == "start"]
     current = [t for t in remaining if starts and t.id == starts[-1]["id"]]
     if last["event"] == "import" and current:
         chapter = current[0].chapter
-        return [t for t in remaining if t.chapter == chapter]
-    return current
+        return [t for t in remaining if t.chapter == chapter], last["module"]
+    return current, None
 
 
 def _ending_reason(ending: _RunEnding, limits: Limits) -> str:
@@ -244,7 +247,7 @@ def _ending_reason(ending: _RunEnding, limits: Limits) -> str:
     if code == 2:
         return ("pytest was interrupted during this test; does the code raise "
                 "KeyboardInterrupt or call pytest.exit()?")
-    return (f"the test process exited with code {code} during this test; "
+    return (f"the test process exited with code {code}; "
             "does the code call os._exit() or exit()?")
 
 

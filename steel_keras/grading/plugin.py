@@ -28,6 +28,7 @@ import re
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -44,7 +45,7 @@ MAX_OUTPUT_CHARS = 2000
 _CHAPTER_IN_NAME = re.compile(r"(?:^|_)(ch\d\d)(?:_|$|\.)")
 _default_impl: str | None = None
 _reports: dict[str, list[pytest.TestReport]] = {}
-_modules: dict[tuple[str, str], ModuleType | SimpleNamespace | BaseException] = {}
+_modules: dict[tuple[str, str], ModuleType | SimpleNamespace | str] = {}
 
 
 class GradingTimeout(BaseException):
@@ -113,25 +114,28 @@ def impl(request: pytest.FixtureRequest) -> ModuleType | SimpleNamespace:
     if key not in _modules:
         _modules[key] = _load(choice, chapter)
     loaded = _modules[key]
-    if isinstance(loaded, BaseException):
-        raise ExerciseLoadError(f"importing the {chapter} exercises failed earlier in this run: "
-                                f"{_describe(loaded)}")
+    if isinstance(loaded, str):
+        raise ExerciseLoadError(loaded)
     return loaded
 
 
 
-def _load(choice: str, chapter: str) -> ModuleType | SimpleNamespace | BaseException:
+def _load(choice: str, chapter: str) -> ModuleType | SimpleNamespace | str:
+    """The exercise functions, or why they could not be loaded (for every test that needs them)."""
     if choice == SOLUTIONS:
         from steel_keras.grading.solutions import solutions_for
 
         return SimpleNamespace(**solutions_for(chapter))
-    path = exercise_file(Path(choice), chapter)
+    try:
+        path = exercise_file(Path(choice).resolve(), chapter)
+    except ExerciseLoadError as exc:
+        return str(exc)
     _event({"event": "import", "module": path.stem})
     try:
         module = _import_file(path)
     except BaseException as exc:  # noqa: BLE001 - a student's import may raise anything
         _event({"event": "imported", "module": path.stem, "ok": False})
-        return exc
+        return f"importing {path.name} failed: {_describe(exc, path)}"
     _event({"event": "imported", "module": path.stem, "ok": True})
     return module
 
@@ -163,9 +167,15 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, path: Path) -> str:
+    """``RuntimeError: boom (line 12)``: the error and the line of ``path`` that raised it."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    described = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__)
+             if Path(f.filename) == path]
+    if lines and not isinstance(exc, SyntaxError):
+        described += f" (line {lines[-1]})"
+    return described
 
 
 # --- per-test timeout ----------------------------------------------------------------------
@@ -204,31 +214,38 @@ def _disarm() -> None:
 _DEADLINE = pytest.StashKey[float]()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item):
-    _arm(item, "setup")
+def _limited(item: pytest.Item, phase: str):
+    """Run one phase of a test under its time limit (a hook wrapper's body)."""
+    _arm(item, phase)
     try:
         return (yield)
+    except KeyboardInterrupt as exc:
+        if not os.environ.get(ENV_REPORT):
+            raise
+        # Under the grader nobody can press Ctrl-C in this process: the code under test raised
+        # it. Fail this test instead of letting pytest end the whole run.
+        raise StudentInterrupt("the code raised KeyboardInterrupt") from exc
     finally:
         _disarm()
+
+
+class StudentInterrupt(Exception):
+    """A KeyboardInterrupt raised by the code under test, while grading."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    return (yield from _limited(item, "setup"))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    _arm(item, "call")
-    try:
-        return (yield)
-    finally:
-        _disarm()
+    return (yield from _limited(item, "call"))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item):
-    _arm(item, "teardown")
-    try:
-        return (yield)
-    finally:
-        _disarm()
+    return (yield from _limited(item, "teardown"))
 
 
 # --- the event report ----------------------------------------------------------------------
@@ -319,9 +336,11 @@ def failure_text(reports: list[pytest.TestReport], visibility: str) -> str:
         return "skipped (scores zero)"
     crash = getattr(failed.longrepr, "reprcrash", None)
     message = crash.message if crash is not None else str(failed.longrepr)
+    message = message.removeprefix(f"{__name__}.")
     if "GradingTimeout" in message:
         return f"timed out: {message.split(':', 1)[-1].strip()}"
-    where = "" if failed.when == "call" else f" (in test {failed.when})"
+    loading = message.startswith(ExerciseLoadError.__name__)
+    where = "" if failed.when == "call" or loading else f" (in test {failed.when})"
     if visibility == "hidden":
         kind = message.split(":", 1)[0].strip()
         kind = kind if kind.replace(".", "").isidentifier() else "an error"

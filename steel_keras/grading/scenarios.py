@@ -31,8 +31,8 @@ class Misbehaviour:
     Attributes:
         name: short id, used in student folder names.
         chapter: the chapter file it changes (``"ch01"``).
-        code: Python source added to the end of that file (redefining a function), or to its
-            start when ``at_import``.
+        code: Python source added to the end of that file: a function defined again replaces
+            the reference one; module-level code runs when the file is imported.
         breaks: the exercise functions whose tests must score zero; empty: the whole chapter.
         missing: the chapter file is left out of the submission.
     """
@@ -41,7 +41,6 @@ class Misbehaviour:
     chapter: str
     code: str = ""
     breaks: tuple[str, ...] = ()
-    at_import: bool = False
     missing: bool = False
 
 
@@ -49,9 +48,8 @@ MISBEHAVIOURS: dict[str, Misbehaviour] = {m.name: m for m in [
     Misbehaviour("correct", "ch01", breaks=("-",)),
     Misbehaviour("wrong_answer", "ch01", "def encode_rle(mask):\n    return ''\n",
                  ("encode_rle",)),
-    Misbehaviour("import_error", "ch01", "raise RuntimeError('broken on import')\n",
-                 at_import=True),
-    Misbehaviour("exit_on_import", "ch01", "import os\nos._exit(3)\n", at_import=True),
+    Misbehaviour("import_error", "ch01", "raise RuntimeError('broken on import')\n"),
+    Misbehaviour("exit_on_import", "ch01", "import os\nos._exit(3)\n"),
     Misbehaviour("missing_file", "ch02", missing=True),
     Misbehaviour("os_exit", "ch01", "def mask_area_from_rle(rle):\n    import os\n"
                  "    os._exit(0)\n", ("mask_area_from_rle",)),
@@ -85,8 +83,7 @@ def write_submission(folder: Path, kind: str, exercises_dir: Path | None = None)
             continue
         source = solution_source(stub.read_text(), chapter)
         if chapter == behaviour.chapter and behaviour.code:
-            source = (behaviour.code + source if behaviour.at_import
-                      else source + "\n\n" + behaviour.code)
+            source += "\n\n" + behaviour.code
         (folder / stub.name).write_text(source)
     return folder
 
