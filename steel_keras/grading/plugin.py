@@ -315,8 +315,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     _event({"event": "result", "id": test_id, "passed": passed,
             "score": points if passed else 0.0, "max_score": points,
             "output": "" if passed else failure_text(reports, visibility)})
-    item.config.stash.setdefault(_SCORES, []).append((points if passed else 0.0, points,
-                                                      visibility))
+    if "impl" in getattr(item, "fixturenames", ()):
+        # Only graded tests count in the summary, not the rest of a session that loaded us.
+        item.config.stash.setdefault(_SCORES, []).append((points if passed else 0.0, points,
+                                                          visibility))
     return result
 
 
