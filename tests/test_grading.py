@@ -143,10 +143,13 @@ def test_misbehaving_class_scores_right_and_hidden_source_never_leaks(tmp_path):
     assert SECRET not in (tmp_path / "out" / "grades.csv").read_text()
 
 
-def test_grade_usage_errors_are_one_line():
-    result = steel_keras("grade", "--submissions", str(REPO))
-    assert result.returncode == 2 and "--out" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_grade_usage_errors_are_one_line(tmp_path):
+    for args, needle in [(("--submissions", str(REPO)), "--out"),
+                         (("--path", str(tmp_path)), "no exercise files"),
+                         (("--chapter", "x"), "not a number")]:
+        result = steel_keras("grade", *args)
+        assert result.returncode == 2 and needle in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 @pytest.mark.slow

@@ -99,11 +99,15 @@ def _tests(args: argparse.Namespace, exercises: Path | None, chapter: str | None
 
 
 def _grade_self(args: argparse.Namespace, chapter: str | None) -> int:
+    from steel_keras.errors import SteelKerasError
     from steel_keras.grading.discovery import default_exercises_dir
     from steel_keras.grading.grader import grade_submission
     from steel_keras.grading.reports import student_table, summary_line
 
     exercises = args.path or default_exercises_dir()
+    if not any(exercises.glob("ch[0-9][0-9]_*.py")):
+        raise SteelKerasError(f"no exercise files (chNN_*.py) in {exercises}; give the folder "
+                              "that holds them with --path DIR")
     tests, hidden = _tests(args, exercises, chapter)
     print(f"grading {exercises} with {len(tests)} tests ...", flush=True)
     grade = grade_submission(exercises, tests, _limits(args), hidden_dirs=hidden)

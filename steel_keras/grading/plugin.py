@@ -347,6 +347,8 @@ def failure_text(reports: list[pytest.TestReport], visibility: str) -> str:
         kind = message.split(":", 1)[0].strip()
         kind = kind if kind.replace(".", "").isidentifier() else "an error"
         return f"failed{where}: {kind} (details of hidden tests are not shown)"
+    if loading:
+        message = message.removeprefix(f"{ExerciseLoadError.__name__}: ")
     return (message + where)[:MAX_OUTPUT_CHARS]
 
 
