@@ -119,7 +119,6 @@ def impl(request: pytest.FixtureRequest) -> ModuleType | SimpleNamespace:
     return loaded
 
 
-
 def _load(choice: str, chapter: str) -> ModuleType | SimpleNamespace | str:
     """The exercise functions, or why they could not be loaded (for every test that needs them)."""
     if choice == SOLUTIONS:
