@@ -13,6 +13,7 @@ from PIL import Image
 from steel_keras.data import SteelDataset, open_dataset, read_image
 from steel_keras.data.annotations import write_annotations, write_submission
 from steel_keras.data.dataset import rle_area
+from steel_keras.data.images import downscale_mask
 from steel_keras.errors import DataError
 from steel_keras.paths import DATA_ENV
 from steel_keras.rle import decode_rle, encode_rle
@@ -185,6 +186,19 @@ def test_resizing_is_area_and_keeps_masks_on_the_image(folders, size):
     assert np.array_equal(masks[..., 2], (share >= 0.5).astype(np.uint8))
     inside = masks[..., 2].astype(bool)
     assert image[inside].mean() > 190 and image[~inside].mean() < 70
+
+
+@pytest.mark.parametrize("size", [(128, 800), (64, 400), (32, 200), (128, 400), (100, 700)])
+def test_downscale_mask_keeps_pixels_at_least_half_covered(size):
+    rng = np.random.default_rng(sum(size))
+    for density in (0.1, 0.5, 0.9):
+        mask = (rng.random((H, W)) < density).astype(np.uint8)
+        mask[:8, :8] = [[1, 0] * 4, [0, 1] * 4] * 4  # exactly half covered at every factor
+        share = cv2.resize(mask.astype(np.float64), size[::-1], interpolation=cv2.INTER_AREA)
+        expected = (share >= 0.5 - 1e-9).astype(np.uint8)
+        result = downscale_mask(mask, size)
+        assert result.dtype == np.uint8 and np.array_equal(result, expected)
+    assert np.array_equal(downscale_mask(mask, (H, W)), mask)
 
 
 def test_half_covered_pixels_count_as_foreground(folders):

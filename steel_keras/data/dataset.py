@@ -28,9 +28,9 @@ import pandas as pd
 
 from steel_keras.constants import CLASS_IDS, IMAGE_SHAPE
 from steel_keras.data.annotations import Annotations, load_annotations, read_submission
-from steel_keras.data.images import IMAGE_SUFFIXES, check_size, read_image, resize_masks
+from steel_keras.data.images import IMAGE_SUFFIXES, check_size, downscale_mask, read_image
 from steel_keras.errors import DataError
-from steel_keras.rle import is_empty_rle, masks_from_rles
+from steel_keras.rle import decode_rle, is_empty_rle
 
 __all__ = ["SPLITS", "SteelDataset", "open_dataset", "rle_area"]
 
@@ -178,12 +178,15 @@ class SteelDataset:
         """
         size = check_size(size)
         rles = self.rle_lookup(split).get(image_id)
-        if not rles:
-            if image_id not in self._known_ids(split):
-                # Zeros for a mistyped id would silently teach "no defect".
-                raise DataError(f"image {image_id!r} is not a {split} image of {self.root}")
-            return np.zeros((*(size or IMAGE_SHAPE), len(CLASS_IDS)), dtype=np.uint8)
-        return resize_masks(masks_from_rles(rles, IMAGE_SHAPE, image_id=image_id), size)
+        if not rles and image_id not in self._known_ids(split):
+            # Zeros for a mistyped id would silently teach "no defect".
+            raise DataError(f"image {image_id!r} is not a {split} image of {self.root}")
+        out = np.zeros((*(size or IMAGE_SHAPE), len(CLASS_IDS)), dtype=np.uint8)
+        for class_id, rle in (rles or {}).items():
+            # Decode only the classes present: most images have one mask or none.
+            mask = decode_rle(rle, IMAGE_SHAPE, image_id=image_id, class_id=class_id)
+            out[..., class_id - 1] = mask if size is None else downscale_mask(mask, size)
+        return out
 
     def rle_lookup(self, split: str = "train") -> dict[str, dict[int, str]]:
         """``{image_id: {class_id: rle}}`` of the non-empty masks, built once per split."""
