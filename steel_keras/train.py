@@ -154,7 +154,8 @@ def _run_config(ds: SteelDataset, recipe: dict[str, Any], recipe_name: str) -> d
 
 def _fit(keras: Any, model: Any, train: Any, val: Any, cfg: dict[str, Any], stage_dir: Path,
          monitor: str, model_file: str) -> Any:
-    return model.fit(train, validation_data=val, epochs=cfg["epochs"],
+    # shuffle=False: the tf.data pipeline already shuffles, reproducibly from the seed.
+    return model.fit(train, validation_data=val, epochs=cfg["epochs"], shuffle=False,
                      callbacks=_callbacks(keras, stage_dir, monitor, cfg, model_file),
                      verbose=cfg.get("verbose", "auto"))
 

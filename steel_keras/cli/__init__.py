@@ -21,6 +21,12 @@ COMMANDS = [
     "score",
     "grade",
     "course",
+    "train_classifier",
+    "train_segmenter",
+    "tune",
+    "evaluate",
+    "predict",
+    "baseline",
 ]
 
 EXIT_USAGE = 2
