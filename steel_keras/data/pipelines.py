@@ -98,7 +98,8 @@ class SampleLoader:
 
             augment = make_augmentation()
         self._augment = augment or None
-        self._local = threading.local()
+        self._per_thread: dict[int, Callable[..., dict[str, Any]]] = {}
+        self._lock = threading.Lock()
         self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] | None = {} if cache else None
         if not self.image_ids:
             raise DataError(f"no image ids given to the {kind} pipeline")
@@ -162,10 +163,13 @@ class SampleLoader:
     def _apply_augment(
         self, image: np.ndarray, masks: np.ndarray | None, seed: int
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        # One copy of the transform per thread: reseeding a shared one would race.
-        augment = getattr(self._local, "augment", None)
+        # One copy of the transform per thread: reseeding a shared one would race. Keyed by
+        # thread id, not threading.local: tf.numpy_function runs on TensorFlow's threads, whose
+        # Python thread state (and with it threading.local) is discarded after every call.
+        augment = self._per_thread.get(threading.get_ident())
         if augment is None:
-            augment = self._local.augment = copy.deepcopy(self._augment)
+            with self._lock:
+                augment = self._per_thread[threading.get_ident()] = copy.deepcopy(self._augment)
         if hasattr(augment, "set_random_seed"):
             augment.set_random_seed(seed)
         if masks is None:
