@@ -207,6 +207,31 @@ def test_repeat_runs_past_one_epoch(ds):
     assert sum(len(b[0]) for b in pipeline.take(7)) == 28
 
 
+class CountingFlip:
+    """A transform that counts how often the pipeline copies it."""
+
+    copies = 0
+
+    def __init__(self) -> None:
+        self.flip = make_augmentation(p=1.0, brightness_contrast=False)
+
+    def __deepcopy__(self, memo: dict) -> CountingFlip:
+        CountingFlip.copies += 1
+        return CountingFlip()
+
+    def __call__(self, **data: np.ndarray) -> dict:
+        return self.flip(**data)
+
+
+def test_augmentation_is_copied_once_per_thread_not_per_image(ds):
+    pipeline = segmentation_dataset(
+        ds, ds.train_image_ids * 4, image_size=SIZE, augment=CountingFlip()
+    )
+    for _ in range(2):
+        collect(pipeline)
+    assert 1 <= CountingFlip.copies <= 16  # TensorFlow's threads; 88 images went through
+
+
 def test_make_augmentation_arguments():
     image = np.arange(16 * 32, dtype=np.uint8).reshape(16, 32)
     masks = np.zeros((16, 32, 4), np.uint8)
