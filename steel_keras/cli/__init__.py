@@ -51,14 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"steel_keras.cli.{module_name}")
         verb = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(verb)
-        verb.set_defaults(run=module.run)
+        verb.set_defaults(_handler=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(args._handler(args) or 0)
     except SteelKerasError as exc:
         print(f"steel-keras {args.verb}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

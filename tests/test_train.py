@@ -1,0 +1,143 @@
+"""Training, threshold tuning, evaluation and the baseline, end to end on tiny real data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from steel_keras.errors import ConfigError, DataError
+from steel_keras.recipes import list_recipes, load_recipe
+
+TINY = {
+    "name": "tiny",
+    "description": "test-sized",
+    "seed": 3,
+    "val_fraction": 0.25,
+    "classifier": {"backbone": "small_cnn", "image_size": [32, 160], "batch_size": 8,
+                   "epochs": 1, "learning_rate": 0.003, "schedule": "cosine", "loss": "bce",
+                   "augment": {"hflip": True}, "early_stopping_patience": 2},
+    "segmenter": {"arch": "unet_separable", "backbone": None, "mode": "multilabel",
+                  "image_size": [32, 160], "train_on": "defective", "batch_size": 8,
+                  "epochs": 1, "learning_rate": 0.003, "schedule": None, "loss": "bce_dice",
+                  "loss_kwargs": {}, "augment": {"vflip": True}, "early_stopping_patience": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_recipe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("recipes") / "tiny.json"
+    path.write_text(json.dumps(TINY))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_dataset, tiny_recipe, tmp_path_factory):
+    from steel_keras.train import train_classifier, train_segmenter
+
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    cls = train_classifier(tiny_dataset, run, tiny_recipe)
+    seg = train_segmenter(tiny_dataset, run, tiny_recipe)
+    return run, cls, seg
+
+
+def test_shipped_recipes_load():
+    assert {"quick-cpu", "unet-bce-25", "kaggle-1st-place-lite"} <= set(list_recipes())
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        assert {"classifier", "segmenter"} <= set(recipe)
+    assert load_recipe("quick-cpu", segmenter={"epochs": 2, "arch": None})["segmenter"][
+        "epochs"] == 2
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="quick-cpu"):
+        load_recipe("no-such-recipe")
+
+
+def test_run_directory_holds_models_history_and_curves(trained_run):
+    run, cls, seg = trained_run
+    config = json.loads((run / "config.json").read_text())
+    assert config["classifier"]["backbone"] == "small_cnn" and config["seed"] == 3
+    for stage in ("classifier", "segmenter"):
+        assert (run / stage / "model.keras").is_file()
+        assert (run / stage / "history.csv").read_text().startswith("epoch")
+        assert (run / stage / "curves.png").stat().st_size > 1000
+        assert (run / stage / "summary.json").is_file()
+        assert any((run / stage / "logs").rglob("*tfevents*"))
+    assert 0 <= cls.summary["val_accuracy"] <= 1
+    assert seg.summary["val_defective_images"] > 0
+    assert 0 <= seg.summary["dice_defective"] <= 1
+
+
+def test_saved_model_predicts_what_it_predicted(trained_run, tiny_dataset):
+    from steel_keras.data.dataset import SteelDataset
+    from steel_keras.data.pipelines import load_arrays
+    from steel_keras.models import load_model
+
+    run, _, _ = trained_run
+    ds = SteelDataset(tiny_dataset)
+    x, _ = load_arrays(ds, ds.train_image_ids[:4], (32, 160))
+    model = load_model(run / "segmenter" / "model.keras")
+    again = load_model(run / "segmenter" / "model.keras")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+
+
+def test_a_different_run_in_the_same_directory_is_refused(trained_run, tiny_dataset,
+                                                          tiny_recipe):
+    from steel_keras.train import train_classifier
+
+    run, _, _ = trained_run
+    with pytest.raises(ConfigError, match="different classifier run.*backbone"):
+        train_classifier(tiny_dataset, run, tiny_recipe, {"backbone": "mobilenetv2"})
+
+
+def test_training_is_deterministic_for_a_seed(tiny_dataset, tiny_recipe, tmp_path):
+    from steel_keras.train import train_classifier
+
+    a = train_classifier(tiny_dataset, tmp_path / "a", tiny_recipe)
+    b = train_classifier(tiny_dataset, tmp_path / "b", tiny_recipe)
+    ha = (tmp_path / "a" / "classifier" / "history.csv").read_text()
+    hb = (tmp_path / "b" / "classifier" / "history.csv").read_text()
+    assert ha == hb and a.summary == b.summary
+
+
+def test_tune_evaluate_predict(trained_run, tiny_dataset, tmp_path):
+    from steel_keras.data.annotations import read_submission
+    from steel_keras.evaluate import evaluate_run, predict_run, tune_run
+
+    run, _, _ = trained_run
+    settings = tune_run(run, tiny_dataset, tta="hflip")
+    assert set(settings["thresholds"]) == {"pixel", "min_area", "label", "min_component"}
+    metrics = evaluate_run(run, tiny_dataset)
+    for stage in ("all_empty", "segmenter_only", "classifier_segmenter", "postprocessed",
+                  "two_stage"):
+        assert 0 <= metrics[stage]["competition_dice"] <= 1
+    assert metrics["all_empty"]["competition_dice"] > 0.5
+    assert (run / "report.md").read_text().startswith("# Evaluation")
+    for png in ("stages.png", "threshold_curves.png", "overlays.png"):
+        assert (run / png).stat().st_size > 1000
+    sub = predict_run(run, tiny_dataset, tmp_path / "submission.csv")
+    submission = read_submission(sub)
+    assert len(submission.image_ids) == 12  # every test image, 4 rows each
+    assert sub.read_text().splitlines()[0] == "ImageId,EncodedPixels,ClassId"
+
+
+def test_evaluate_without_a_run_is_one_line_exit_2(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "steel_keras", "evaluate", "--run",
+                             str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "holds no trained run" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_predict_without_test_images_is_an_error(trained_run, tmp_path):
+    from steel_keras.evaluate import predict_run
+
+    run, _, _ = trained_run
+    (tmp_path / "train_images").mkdir()
+    with pytest.raises(DataError):
+        predict_run(run, tmp_path, tmp_path / "s.csv")
