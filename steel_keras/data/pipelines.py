@@ -57,7 +57,7 @@ Augment = Callable[..., dict[str, Any]] | bool | None
 
 
 class SampleLoader:
-    """Load one training sample as float32 arrays, in numpy; thread-safe.
+    """Load one sample (image and labels or masks) in numpy: resize, crop, augment; thread-safe.
 
     Args:
         ds: the dataset to read.
@@ -103,10 +103,11 @@ class SampleLoader:
         self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] | None = {} if cache else None
         if not self.image_ids:
             raise DataError(f"no image ids given to the {kind} pipeline")
-        # Built here, once, so that worker threads only read shared state.
+        # Checked and built here, once: a bad id fails before training starts, and worker
+        # threads only read shared state.
+        ds.check_ids(self.image_ids, split)
         labels = ds.class_labels(self.image_ids, split).astype(np.float32)
         self.labels = labels.max(axis=1, keepdims=True) if target == "binary" else labels
-        ds.check_ids(self.image_ids, split)
 
     @property
     def output_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
