@@ -34,5 +34,9 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format steel_keras tests benchmarks
 
+## The chapters' paired notebooks, regenerated from course/NN_slug.py (jupytext).
+notebooks: $(STAMP)
+	$(BIN)/steel-keras course sync
+
 clean-data:
 	rm -rf datasets/synthetic runs

@@ -1,9 +1,13 @@
 """``steel-keras course``: the course's own chores, one subcommand each.
 
     steel-keras course student-copy --out DIR [--solutions] [--force]
+    steel-keras course sync [--check]
+    steel-keras course check [--chapter N] [--timeout S] [--smoke] [--out DIR]
 
-writes the files a student receives (exercise stubs, public graded tests), or with
-``--solutions`` the instructor's copy with every exercise filled in.
+``student-copy`` writes the files a student receives (exercise stubs, public graded tests), or
+with ``--solutions`` the instructor's copy with every exercise filled in. ``sync`` writes each
+chapter's ``.ipynb`` from its jupytext ``.py`` (``--check``: only say which are stale). ``check``
+executes the chapters, each in a fresh kernel, and reports which passed and how long each took.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import argparse
 from pathlib import Path
 
 NAME = "course"
-HELP = "course chores: hand out the exercises (student-copy)"
+HELP = "course chores: hand out the exercises, sync the notebooks, execute the chapters"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +32,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     copy.add_argument("--force", action="store_true",
                       help="write into a folder that already has files")
     copy.set_defaults(course_run=_student_copy)
-    # Further subcommands (``check``: execute every chapter) register here the same way.
+
+    sync = sub.add_parser("sync", help="write each chapter's .ipynb from its .py (jupytext)",
+                          description="Write course/NN_slug.ipynb from course/NN_slug.py for "
+                                      "every chapter, without outputs.")
+    sync.add_argument("--check", action="store_true",
+                      help="write nothing; exit 1 if a notebook is missing or stale")
+    sync.set_defaults(course_run=_sync)
+
+    check = sub.add_parser("check", help="execute the chapters and report which passed",
+                           description="Execute each chapter top to bottom in a fresh kernel "
+                                       "(STEEL_KERAS_SMOKE=1 or --smoke: small data, one "
+                                       "epoch) and print which passed and how long each took; "
+                                       "exit 1 if any failed.")
+    check.add_argument("--chapter", type=_chapter_number, action="append", metavar="N",
+                       help="run chapter N only (repeat for several); default: all")
+    check.add_argument("--timeout", type=_seconds, default=1800.0, metavar="S",
+                       help="seconds one chapter may run, kernel start included (default 1800)")
+    check.add_argument("--smoke", action="store_true",
+                       help="smoke mode for the chapters, as STEEL_KERAS_SMOKE=1 does")
+    check.add_argument("--out", type=Path, metavar="DIR",
+                       help="also write the executed notebooks, with outputs, to DIR")
+    check.set_defaults(course_run=_check)
+
+
+def _chapter_number(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"chapter must be a number like 3, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"the timeout must be positive, got {text}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,3 +84,44 @@ def _student_copy(args: argparse.Namespace) -> int:
     print(f"wrote the {kind} to {args.out} ({len(written)} files); grade it with:\n"
           f"  steel-keras grade --path {args.out / 'exercises'}")
     return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from steel_keras.course.notebooks import out_of_sync, sync_notebooks
+
+    if args.check:
+        stale = out_of_sync()
+        for notebook, why in stale.items():
+            print(f"{notebook.name}: {why}")
+        if stale:
+            print("run `steel-keras course sync` (or `make notebooks`) to regenerate them")
+            return 1
+        print("every notebook matches its chapter script")
+        return 0
+    changed = sync_notebooks()
+    for notebook in changed:
+        print(f"wrote {notebook}")
+    print(f"{len(changed)} notebook(s) written; the others were up to date")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import time
+
+    from steel_keras.course import smoke_mode
+    from steel_keras.course.check import check_chapters, format_result
+    from steel_keras.course.notebooks import chapters
+
+    chosen = chapters(numbers=args.chapter)
+    smoke = True if args.smoke else None
+    mode = "smoke mode" if args.smoke or smoke_mode() else "full mode"
+    print(f"executing {len(chosen)} chapter(s) in {mode}, at most {args.timeout:g} s each",
+          flush=True)
+    start = time.monotonic()
+    results = check_chapters(chosen, args.timeout, smoke=smoke, out=args.out,
+                             report=lambda r: print(format_result(r), flush=True))
+    failed = [r for r in results if not r.passed]
+    total = time.monotonic() - start
+    print(f"{len(results) - len(failed)}/{len(results)} chapters passed in {total:.0f} s "
+          f"({mode})")
+    return 1 if failed else 0
