@@ -1,0 +1,243 @@
+"""One interface over every runtime: ``runner.predict(batch) -> probabilities``.
+
+A batch is float32 ``(B, H, W, 1)`` in ``[0, 1]`` at the run's image size; the result is a
+float32 array, or ``{output name: array}`` for a model with several outputs (the multi-label
+classifier), as Keras's ``model.predict`` gives. Runners have no ``predict_on_batch``, so the
+two-stage predictor calls their ``predict``.
+
+======================  ===============================================================
+``keras``               ``model.predict`` on the `.keras` file
+``tf_function``         the Keras model behind one cached ``tf.function`` with a fixed
+                        input signature (no XLA: slower on a CPU)
+``savedmodel``          ``tf.saved_model.load`` of ``steel-keras export --format savedmodel``
+``onnx``                ONNX Runtime (CPU; CUDA / TensorRT providers where installed)
+``tensorrt``            a TensorRT engine (``--format tensorrt``), NVIDIA GPU
+``tftrt``               a TF-TRT SavedModel (``--format tftrt``), TensorFlow with TensorRT
+======================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from steel_keras.deploy._layout import RuntimeUnavailableError, model_for_path
+from steel_keras.errors import ConfigError, DataError
+
+RUNTIMES = ("keras", "tf_function", "savedmodel", "onnx", "tensorrt", "tftrt")
+EXPORTED = {"savedmodel": "savedmodel", "onnx": "onnx", "tensorrt": "tensorrt", "tftrt": "tftrt"}
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _numpy(output: Any) -> np.ndarray | dict[str, np.ndarray]:
+    if isinstance(output, dict):
+        if len(output) == 1:
+            return np.asarray(next(iter(output.values())), dtype=np.float32)
+        return {str(k): np.asarray(v, dtype=np.float32) for k, v in output.items()}
+    return np.asarray(output, dtype=np.float32)
+
+
+class KerasRunner:
+    """`model.predict(batch)`: the reference the other runtimes are compared with."""
+
+    runtime = "keras"
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, batch: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+        return _numpy(self.model.predict(batch, batch_size=len(batch), verbose=0))
+
+
+class TFFunctionRunner:
+    """The Keras model called inside one `tf.function` traced once for `(None, H, W, C)`.
+
+    Args:
+        model: a Keras model.
+        image_size: `(height, width)` of the batches; the model's own where it is fixed.
+    """
+
+    runtime = "tf_function"
+
+    def __init__(self, model: Any, image_size: tuple[int, int] | None = None) -> None:
+        import tensorflow as tf
+
+        shape = tuple(model.input_shape[1:])
+        size = tuple(image_size) if image_size else shape[:2]
+        self.model = model
+        spec = tf.TensorSpec((None, *size, shape[-1]), tf.float32, name="image")
+        self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec],
+                               jit_compile=False, autograph=False)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+        output = self._fn(np.asarray(batch, dtype=np.float32))
+        if isinstance(output, dict):
+            return _numpy({k: v.numpy() for k, v in output.items()})
+        return _numpy(output.numpy())
+
+
+class SavedModelRunner:
+    """A SavedModel folder's serving function (`serve`, else `serving_default`)."""
+
+    runtime = "savedmodel"
+
+    def __init__(self, path: str | Path) -> None:
+        import tensorflow as tf
+
+        self.path = Path(path)
+        self._loaded = tf.saved_model.load(str(self.path))
+        self._signature = self._loaded.signatures["serving_default"]
+        self._input = next(iter(self._signature.structured_input_signature[1]))
+        self._serve = getattr(self._loaded, "serve", None)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        x = tf.constant(np.asarray(batch, dtype=np.float32))
+        output = self._serve(x) if self._serve is not None else self._signature(
+            **{self._input: x})
+        if isinstance(output, dict):
+            return _numpy({k: v.numpy() for k, v in output.items()})
+        return _numpy(output.numpy())
+
+
+class TFTRTRunner(SavedModelRunner):
+    """A TF-TRT converted SavedModel (TensorFlow built with TensorRT, NVIDIA GPU)."""
+
+    runtime = "tftrt"
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self._serve = None  # TF-TRT saves the signatures only
+
+
+def onnx_providers() -> list[str]:
+    """ONNX Runtime providers in order of preference: TensorRT, CUDA where built in, then CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    preferred = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in preferred if p in available] or ["CPUExecutionProvider"]
+
+
+class OnnxRunner:
+    """An ONNX Runtime session with all graph optimisations, one intra-op thread per core.
+
+    Args:
+        path: an `.onnx` file.
+        providers: ONNX Runtime execution providers. Defaults to :func:`onnx_providers`.
+        threads: intra-op threads. Defaults to the cores this process may use.
+    """
+
+    runtime = "onnx"
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpu_cores()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), sess_options=options,
+                                            providers=providers or onnx_providers())
+        self._input = self.session.get_inputs()[0].name
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def predict(self, batch: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+        outputs = self.session.run(None, {self._input: np.asarray(batch, dtype=np.float32)})
+        return _numpy(dict(zip(self._outputs, outputs, strict=True)))
+
+
+class TensorRTRunner:
+    """A TensorRT engine; batches larger than the engine's profile run in chunks."""
+
+    runtime = "tensorrt"
+
+    def __init__(self, path: str | Path) -> None:
+        from steel_keras.deploy.tensorrt import TensorRTEngine
+
+        self.path = Path(path)
+        self.engine = TensorRTEngine(self.path)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+        size = self.engine.max_batch
+        parts = [self.engine.run(batch[i:i + size]) for i in range(0, len(batch), size)]
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return _numpy(merged)
+
+
+def runtime_status(runtime: str) -> str | None:
+    """None where `runtime` can run here, else the reason (one line)."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if runtime == "onnx":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "ONNX Runtime is not installed: `pip install onnxruntime`"
+    if runtime == "tensorrt":
+        from steel_keras.deploy.tensorrt import tensorrt_status
+
+        return tensorrt_status()
+    if runtime == "tftrt":
+        from steel_keras.deploy.tftrt import tftrt_status
+
+        return tftrt_status()
+    return None
+
+
+def available_runtimes() -> dict[str, str | None]:
+    """`{runtime: None if it can run here, else the reason}` for every runtime.
+
+    Example:
+
+    >>> status = available_runtimes()  # doctest: +SKIP
+    >>> status["keras"], status["tensorrt"]  # doctest: +SKIP
+    (None, 'TensorRT is not installed (`import tensorrt` failed: ...); install it from ...')
+    """
+    return {runtime: runtime_status(runtime) for runtime in RUNTIMES}
+
+
+def load_runner(keras_path: str | Path, runtime: str = "onnx") -> Any:
+    """The runner of `runtime` for a run's model, from its `.keras` path.
+
+    Args:
+        keras_path: `RUN_DIR/{classifier,segmenter}/NAME.keras`.
+        runtime: one of `RUNTIMES`. The exported runtimes read
+            `RUN_DIR/export/{format}/{stage}/NAME.{onnx,engine,...}`.
+
+    Raises:
+        ConfigError: an unknown runtime.
+        RuntimeUnavailableError: the runtime cannot run here (the message says what to install).
+        DataError: the export is missing (the message gives the command that makes it).
+    """
+    model = model_for_path(keras_path)
+    reason = runtime_status(runtime)
+    if reason:
+        raise RuntimeUnavailableError(reason)
+    if runtime in ("keras", "tf_function"):
+        from steel_keras.models import load_model
+
+        keras_model = load_model(model.keras_path, compile=False)
+        if runtime == "keras":
+            return KerasRunner(keras_model)
+        return TFFunctionRunner(keras_model, model.image_size)
+    path = model.export_path(EXPORTED[runtime])
+    if not path.exists():
+        raise DataError(f"no {runtime} export of {model.keras_path} (expected {path}); run "
+                        f"`steel-keras export --run {model.run_dir} --format {runtime}` first")
+    runners = {"savedmodel": SavedModelRunner, "onnx": OnnxRunner,
+               "tensorrt": TensorRTRunner, "tftrt": TFTRTRunner}
+    return runners[runtime](path)
