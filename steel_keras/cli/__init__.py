@@ -27,6 +27,8 @@ COMMANDS = [
     "evaluate",
     "predict",
     "baseline",
+    "export",
+    "benchmark",
 ]
 
 EXIT_USAGE = 2
