@@ -324,6 +324,10 @@ def _environment(scratch: Path, events: Path, limits: Limits, hidden_dirs: Seque
         "PYTHONPATH": os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p),
         "PYTHONDONTWRITEBYTECODE": "1",
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        # TensorFlow (the Keras exercises) starts a thread pool per core and glibc gives each
+        # thread its own 64 MB malloc arena: capping both keeps the address space, which
+        # RLIMIT_AS limits, near 1.5 GB with Keras loaded instead of growing with the cores.
+        "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "MALLOC_ARENA_MAX": "2",
         "TMPDIR": str(scratch),
     })
     return env

@@ -72,6 +72,46 @@ def empty_pair_share(long_table: pd.DataFrame, n_images: int) -> float:
     return 1.0 - n_masks / (4 * n_images)
 
 
+def majority_accuracy(labels: np.ndarray) -> float:
+    """The accuracy of always predicting the most common of the 0/1 ``labels``."""
+    labels = np.asarray(labels).astype(bool).ravel()
+    if labels.size == 0:
+        raise ValueError("majority_accuracy needs at least one label")
+    share = float(labels.mean())
+    return max(share, 1.0 - share)
+
+
+def classifier_head(features, dropout: float = 0.2):
+    """Global average pooling, dropout and one sigmoid unit: ``(B, H, W, C)`` -> ``(B, 1)``."""
+    import keras
+
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    return keras.layers.Dense(1, activation="sigmoid", name="has_defect")(x)
+
+
+def build_small_cnn(input_shape: tuple[int, int, int]):
+    """The library's small CNN classifier for ``input_shape``."""
+    from steel_keras.models import build_classifier
+
+    return build_classifier("small_cnn", input_shape=input_shape)
+
+
+def threshold_for_recall(truth: np.ndarray, score: np.ndarray, target_recall: float) -> float:
+    """The highest threshold ``t`` (a positive's score) with recall ``>= target_recall``."""
+    truth = np.asarray(truth).astype(bool).ravel()
+    score = np.asarray(score, dtype=np.float64).ravel()
+    if not 0 < target_recall <= 1:
+        raise ValueError(f"target_recall must be in (0, 1], got {target_recall!r}")
+    positives = np.sort(score[truth])[::-1]
+    if positives.size == 0:
+        raise ValueError("threshold_for_recall needs at least one positive label")
+    # Keeping the k highest-scoring positives gives recall k / n; compare recalls rather than
+    # computing ceil(target * n), which floating point gets wrong (0.7 * 10 > 7).
+    recalls = np.arange(1, positives.size + 1) / positives.size
+    return float(positives[np.argmax(recalls >= target_recall)])
+
+
 CHAPTERS: dict[str, tuple[str, dict[str, str | Callable]]] = {
     "ch01": ("ch01_data_and_rle", {
         "decode_rle": "steel_keras.rle:decode_rle",
@@ -85,6 +125,13 @@ CHAPTERS: dict[str, tuple[str, dict[str, str | Callable]]] = {
         "class_balance": class_balance,
         "classes_per_image": classes_per_image,
         "empty_pair_share": empty_pair_share,
+    }),
+    "ch03": ("ch03_classifier", {
+        "majority_accuracy": majority_accuracy,
+        "classifier_head": classifier_head,
+        "build_small_cnn": build_small_cnn,
+        "roc_auc_by_ranks": "steel_keras.metrics.classification:roc_auc",
+        "threshold_for_recall": threshold_for_recall,
     }),
 }
 
