@@ -47,9 +47,9 @@ def run_chapter(chapter: Chapter, timeout: float = DEFAULT_TIMEOUT, *, smoke: bo
             this process's value.
         out: a folder to write the executed notebook to (with its outputs), for reading.
     """
-    from jupyter_client import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from traitlets.config import Config
 
     notebook = to_notebook(chapter.script)
     env = dict(os.environ)
@@ -67,10 +67,12 @@ def run_chapter(chapter: Chapter, timeout: float = DEFAULT_TIMEOUT, *, smoke: bo
 
     sockets = tempfile.TemporaryDirectory(prefix="steel-keras-kernel-")
     # IPC sockets in a private folder: no TCP port open to the machine while a chapter runs.
-    kernel = KernelManager(kernel_name="python3", transport="ipc",
-                           ip=str(Path(sockets.name) / "kernel"))
-    client = NotebookClient(notebook, km=kernel, timeout_func=remaining,
-                            startup_timeout=KERNEL_STARTUP_S, on_cell_start=on_cell_start,
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = str(Path(sockets.name) / "kernel")
+    client = NotebookClient(notebook, config=config, kernel_name="python3",
+                            timeout_func=remaining, startup_timeout=KERNEL_STARTUP_S,
+                            on_cell_start=on_cell_start, shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(chapter.script.parent)}})
     error = ""
     try:
@@ -82,8 +84,6 @@ def run_chapter(chapter: Chapter, timeout: float = DEFAULT_TIMEOUT, *, smoke: bo
     except DeadKernelError as exc:
         error = f"the kernel died ({exc}); out of memory?"
     finally:
-        if kernel.has_kernel:
-            kernel.shutdown_kernel(now=True)
         sockets.cleanup()
     seconds = time.monotonic() - start
     if error and current["index"] >= 0:

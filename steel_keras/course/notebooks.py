@@ -126,4 +126,4 @@ def _first_difference(stored: list[tuple[str, str]], expected: list[tuple[str, s
     for index, (have, want) in enumerate(zip(stored, expected, strict=False)):
         if have != want:
             return f"cell {index} differs from the script ({want[0]} cell: {want[1][:60]!r})"
-    return f"{len(stored)} cells, the script has {len(expected)}"
+    return f"differs from the script: {len(stored)} cells, the script has {len(expected)}"
