@@ -112,6 +112,39 @@ def threshold_for_recall(truth: np.ndarray, score: np.ndarray, target_recall: fl
     return float(positives[np.argmax(recalls >= target_recall)])
 
 
+def bce_dice_loss(y_true, y_pred, bce_weight: float = 0.75, dice_weight: float = 0.25):
+    """``bce_weight * BCE + dice_weight * soft Dice loss``, one value per image."""
+    from steel_keras.losses import soft_dice, weighted_bce
+
+    return bce_weight * weighted_bce(y_true, y_pred) + dice_weight * soft_dice(y_true, y_pred)
+
+
+def decoder_block(x, skip, filters: int, name: str):
+    """Upsample ``x`` 2x, concatenate ``skip``, then two conv 3x3 - batch norm - ReLU."""
+    import keras
+
+    x = keras.layers.UpSampling2D(2, name=f"{name}_upsample")(x)
+    x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
+    for part in ("a", "b"):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                name=f"{name}{part}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"{name}{part}_bn")(x)
+        x = keras.layers.ReLU(name=f"{name}{part}_relu")(x)
+    return x
+
+
+def dice_per_class_on_defects(prob: np.ndarray, truth: np.ndarray,
+                              threshold: float = 0.5) -> np.ndarray:
+    """Mean Dice per class over the (image, class) pairs whose true mask is not empty."""
+    pred, true = np.asarray(prob) > threshold, np.asarray(truth) > 0.5
+    inter = (pred & true).sum(axis=(1, 2))
+    total = pred.sum(axis=(1, 2)) + true.sum(axis=(1, 2))
+    dice = np.where(total == 0, 1.0, 2.0 * inter / np.maximum(total, 1))
+    has = true.any(axis=(1, 2))
+    return np.array([dice[has[:, c], c].mean() if has[:, c].any() else np.nan
+                     for c in range(true.shape[-1])])
+
+
 CHAPTERS: dict[str, tuple[str, dict[str, str | Callable]]] = {
     "ch01": ("ch01_data_and_rle", {
         "decode_rle": "steel_keras.rle:decode_rle",
@@ -132,6 +165,12 @@ CHAPTERS: dict[str, tuple[str, dict[str, str | Callable]]] = {
         "build_small_cnn": build_small_cnn,
         "roc_auc_by_ranks": "steel_keras.metrics.classification:roc_auc",
         "threshold_for_recall": threshold_for_recall,
+    }),
+    "ch04": ("ch04_segmentation", {
+        "soft_dice_loss": "steel_keras.losses:soft_dice",
+        "bce_dice_loss": bce_dice_loss,
+        "decoder_block": decoder_block,
+        "dice_per_class_on_defects": dice_per_class_on_defects,
     }),
 }
 
