@@ -26,6 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from steel_keras.constants import CLASS_IDS
 from steel_keras.errors import DataError
@@ -286,6 +287,7 @@ def plot_training_curves(
             ax.set_yscale("log")
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     for ax in axes[len(names):]:
         ax.set_axis_off()
