@@ -136,6 +136,15 @@ def _example_ids(ds: SteelDataset, table: pd.DataFrame, class_id: int, n: int,
     return sorted(chosen)
 
 
+def _why_no_examples(ds: SteelDataset, table: pd.DataFrame, class_id: int) -> str:
+    if not (table[f"area_{class_id}"] > 0).any():
+        return "no masks of this class in train.csv"
+    folder = ds.root / "train_images"
+    if not folder.is_dir():
+        return f"{folder} does not exist (the EDA numbers come from train.csv alone)"
+    return f"none of this class's images is in {folder}"
+
+
 def _example_figures(ds: SteelDataset, out_dir: Path, n: int, seed: int) -> tuple[dict, dict]:
     """One overlay figure per class; returns ``(figures, skipped)`` keyed by class."""
     from steel_keras.viz import plot_overlays
@@ -145,9 +154,7 @@ def _example_figures(ds: SteelDataset, out_dir: Path, n: int, seed: int) -> tupl
     for class_id in CLASS_IDS:
         ids = _example_ids(ds, table, class_id, n, seed)
         if not ids:
-            has_masks = bool((table[f"area_{class_id}"] > 0).any())
-            skipped[str(class_id)] = ("no image file of this class in train_images/" if has_masks
-                                      else "no masks of this class in train.csv")
+            skipped[str(class_id)] = _why_no_examples(ds, table, class_id)
             continue
         examples = [(ds.load_image(i), ds.load_masks(i),
                      f"{i}: class {table.at[i, 'classes'].replace(' ', ' + ')}") for i in ids]

@@ -19,6 +19,7 @@ from steel_keras.errors import SteelKerasError
 # Add a verb by writing its module and appending its name here (one line, no other edits).
 COMMANDS = [
     "score",
+    "eda",
     "grade",
     "course",
     "train_classifier",
