@@ -1,0 +1,261 @@
+"""The competition metric: Dice by hand, competition_dice, score_files and `steel-keras score`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from steel_keras.data import load_annotations, write_submission
+from steel_keras.errors import DataError, RLEError
+from steel_keras.metrics.competition import ScoreResult, competition_dice, dice, score_files
+from steel_keras.rle import encode_rle
+
+COLUMNS = ["ImageId", "ClassId", "EncodedPixels"]
+
+
+def table(*rows: tuple[str, int, str]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=COLUMNS)
+
+
+def steel_keras(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "steel_keras", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+# ----- dice --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pred", "truth", "expected"), [
+    ([1, 1, 0, 0], [0, 1, 1, 0], 2 * 1 / 4),
+    ([1, 1, 1, 0], [0, 1, 0, 0], 2 * 1 / 4),
+    ([1, 1, 1, 1], [1, 1, 1, 1], 1.0),
+    ([1, 0, 0, 0], [0, 0, 0, 1], 0.0),
+    ([0, 0, 0, 0], [0, 0, 0, 0], 1.0),   # both empty: defined as 1
+    ([0, 0, 0, 0], [0, 1, 0, 0], 0.0),   # a missed defect
+    ([5, 0, 9, 0], [1, 1, 1, 0], 2 * 2 / 5),   # non-zero is foreground
+])
+def test_dice_by_hand(pred, truth, expected):
+    assert dice(np.array(pred), np.array(truth)) == pytest.approx(expected)
+
+
+def test_dice_two_dimensional_and_shape_mismatch():
+    a = np.zeros((4, 6), np.uint8)
+    b = np.zeros((4, 6), np.uint8)
+    a[:2, :3] = 1   # 6 pixels
+    b[1:3, :3] = 1  # 6 pixels, 3 shared
+    assert dice(a, b) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="one shape"):
+        dice(a, b[:, :5])
+
+
+# ----- competition_dice --------------------------------------------------------------------
+
+
+def test_competition_dice_two_images_by_hand():
+    truth = table(("a.jpg", 1, "1 10"), ("a.jpg", 3, "100 4"), ("b.jpg", 4, "50 5"))
+    pred = table(("a.jpg", 1, "6 10"), ("b.jpg", 2, "1 2"), ("b.jpg", 4, "50 5"))
+    result = competition_dice(pred, truth, image_ids=["a.jpg", "b.jpg"], per_pair=True)
+    # a1: 2*5/(10+10) = 0.5; a2: empty/empty = 1; a3: missed = 0; a4: 1
+    # b1: 1; b2: false positive = 0; b3: 1; b4: identical = 1   -> 5.5 / 8
+    assert result.competition_dice == pytest.approx(5.5 / 8)
+    assert result.per_class == pytest.approx({1: 0.75, 2: 0.5, 3: 0.5, 4: 1.0})
+    assert (result.n_images, result.n_pairs) == (2, 8)
+    assert result.empty_pair_share == pytest.approx(5 / 8)
+    pairs = result.per_pair.set_index(["ImageId", "ClassId"])
+    assert pairs.loc[("a.jpg", 1)].tolist() == [10, 10, 5, 0.5]
+    assert pairs.loc[("b.jpg", 2), "dice"] == 0.0
+    assert len(pairs) == 8
+
+
+def test_to_dict_is_json_with_string_class_keys():
+    truth = table(("a.jpg", 2, "1 4"))
+    result = competition_dice(truth, truth, image_ids=["a.jpg"])
+    assert isinstance(result, ScoreResult)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["competition_dice"] == 1.0
+    assert data["per_class"] == {"1": 1.0, "2": 1.0, "3": 1.0, "4": 1.0}
+    assert data["n_images"] == 1 and data["n_pairs"] == 4
+
+
+@st.composite
+def mask_pairs(draw):
+    shape = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    a = draw(arrays(np.uint8, shape, elements=st.integers(0, 1)))
+    b = draw(arrays(np.uint8, shape, elements=st.integers(0, 1)))
+    return a, b
+
+
+@settings(max_examples=150, deadline=None)
+@given(mask_pairs())
+def test_run_intersection_equals_dice_of_decoded_masks(pair):
+    a, b = pair
+    pred = table(("x.jpg", 1, encode_rle(a)))
+    truth = table(("x.jpg", 1, encode_rle(b)))
+    result = competition_dice(pred, truth, image_ids=["x.jpg"], shape=a.shape, per_pair=True)
+    assert result.per_class[1] == pytest.approx(dice(a, b))
+    row = result.per_pair.iloc[0]
+    assert row["intersection"] == int(np.count_nonzero(a & b))
+
+
+def test_all_empty_submission_scores_the_empty_pair_share_exactly():
+    truth = table(("a.jpg", 1, "1 10"), ("a.jpg", 3, "100 4"), ("c.jpg", 4, "50 5"))
+    ids = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    result = competition_dice(table(), truth, image_ids=ids)
+    assert result.competition_dice == result.empty_pair_share == (16 - 3) / 16
+
+
+def test_dataframe_submission_needs_image_ids():
+    with pytest.raises(ValueError, match="image_ids"):
+        competition_dice(table(("a.jpg", 1, "1 2")), table())
+
+
+def test_truth_image_outside_the_submission_is_an_error():
+    with pytest.raises(DataError, match=r"1 of 1 truth images are missing.*z\.jpg"):
+        competition_dice(table(), table(("z.jpg", 1, "1 2")), image_ids=["a.jpg"])
+
+
+def test_malformed_rle_names_image_and_class():
+    with pytest.raises(RLEError, match=r"image a\.jpg, class 2.*odd number"):
+        competition_dice(table(("a.jpg", 2, "1 2 3")), table(("a.jpg", 2, "1 2")),
+                         image_ids=["a.jpg"])
+
+
+# ----- files: the real sample and formats ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_truth(real_sample) -> Path:
+    return real_sample / "derived" / "train_subset1000_orig_format.csv"
+
+
+@pytest.mark.real_data
+def test_perfect_and_empty_submissions_on_real_masks(real_truth, tmp_path):
+    truth = load_annotations(real_truth)
+    perfect = write_submission(tmp_path / "perfect.csv", truth.table, truth.image_ids)
+    empty = write_submission(tmp_path / "empty.csv", truth.table.iloc[:0], truth.image_ids)
+    assert score_files(perfect, real_truth).competition_dice == 1.0
+    result = score_files(empty, real_truth)
+    # 1,000 defective images hold 1,429 masks: 4,000 - 1,429 empty pairs.
+    assert result.competition_dice == result.empty_pair_share == (4000 - 1429) / 4000
+
+
+@pytest.mark.real_data
+def test_every_format_gives_the_same_score(real_sample, tmp_path):
+    truth = load_annotations(real_sample / "derived" / "train_subset1000_orig_format.csv")
+    # A submission that shifts every mask and drops class 4: a score well away from 0 and 1.
+    rows = truth.table[truth.table["ClassId"] != 4].copy()
+    rows["EncodedPixels"] = rows["EncodedPixels"].map(_shift)
+    scores = set()
+    for fmt in ("submission", "original", "train"):
+        sub = write_submission(tmp_path / f"{fmt}.csv", rows, truth.image_ids, format=fmt)
+        for truth_file in ("train_subset1000_orig_format.csv",
+                           "train_subset1000_new_format.csv"):
+            scores.add(score_files(sub, real_sample / "derived" / truth_file).competition_dice)
+    assert len(scores) == 1
+    score = scores.pop()
+    assert 0.4 < score < 0.95
+
+
+def _shift(rle: str) -> str:
+    """Move a mask 64 pixels down a column (clipped to the image): a partial overlap."""
+    values = np.array(rle.split(), dtype=np.int64).reshape(-1, 2)
+    values[:, 0] = np.minimum(values[:, 0] + 64, 409_600 - values[:, 1] + 1)
+    keep = np.r_[True, values[1:, 0] >= values[:-1, 0] + values[:-1, 1]]
+    return " ".join(map(str, values[keep].ravel()))
+
+
+# ----- the command line --------------------------------------------------------------------
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def small_files(tmp_path) -> tuple[Path, Path]:
+    truth = write_csv(tmp_path / "truth.csv", COLUMNS,
+                      [["a.jpg", "1", "1 10"], ["a.jpg", "3", "100 4"], ["b.jpg", "4", "50 5"]])
+    pred = table(("a.jpg", 1, "6 10"), ("b.jpg", 2, "1 2"), ("b.jpg", 4, "50 5"))
+    submission = write_submission(tmp_path / "sub.csv", pred, ["a.jpg", "b.jpg"])
+    return submission, truth
+
+
+def test_cli_table_and_json(small_files):
+    submission, truth = small_files
+    text = steel_keras("score", str(submission), "--truth", str(truth))
+    assert text.returncode == 0, text.stderr
+    assert "0.68750" in text.stdout and "2 images" in text.stdout
+    as_json = steel_keras("score", str(submission), "--truth", str(truth), "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    lines = as_json.stdout.strip().splitlines()
+    assert len(lines) == 1
+    data = json.loads(lines[0])
+    assert data["competition_dice"] == pytest.approx(0.6875)
+    assert data["per_class"] == pytest.approx({"1": 0.75, "2": 0.5, "3": 0.5, "4": 1.0})
+    assert data["n_images"] == 2
+
+
+def test_cli_missing_truth_image(small_files, tmp_path):
+    _, truth = small_files
+    only_a = write_submission(tmp_path / "only_a.csv", table(), ["a.jpg"])
+    line = assert_one_line_error(steel_keras("score", str(only_a), "--truth", str(truth)),
+                                 "1 of 2 images", "b.jpg", "missing")
+    assert str(only_a) in line
+
+
+def test_cli_missing_class_rows(small_files, tmp_path):
+    _, truth = small_files
+    partial = write_csv(tmp_path / "partial.csv", ["ImageId", "EncodedPixels", "ClassId"],
+                        [["a.jpg", "", str(c)] for c in (1, 2, 3, 4)]
+                        + [["b.jpg", "", "1"], ["b.jpg", "", "3"]])
+    assert_one_line_error(steel_keras("score", str(partial), "--truth", str(truth)),
+                          "1 of 2 images", "b.jpg has no row for class 2, 4")
+
+
+def test_cli_malformed_rle(small_files, tmp_path):
+    _, truth = small_files
+    bad = write_csv(tmp_path / "bad.csv", ["ImageId_ClassId", "EncodedPixels"],
+                    [[f"a.jpg_{c}", "5 3 4 2" if c == 2 else ""] for c in (1, 2, 3, 4)])
+    assert_one_line_error(steel_keras("score", str(bad), "--truth", str(truth)),
+                          "bad.csv, line 3", "image a.jpg, class 2", "overlap")
+
+
+def test_cli_wrong_columns(small_files, tmp_path):
+    submission, _ = small_files
+    wrong = write_csv(tmp_path / "wrong.csv", ["image", "mask"], [["a.jpg", ""]])
+    assert_one_line_error(steel_keras("score", str(submission), "--truth", str(wrong)),
+                          "wrong.csv", "unexpected columns")
+
+
+def test_scoring_does_not_import_tensorflow(small_files):
+    submission, truth = small_files
+    code = ("import sys; from steel_keras.cli import main; "
+            f"rc = main(['score', {str(submission)!r}, '--truth', {str(truth)!r}, '--json']); "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules, rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False False 0"
