@@ -145,6 +145,41 @@ def dice_per_class_on_defects(prob: np.ndarray, truth: np.ndarray,
                      for c in range(true.shape[-1])])
 
 
+def competition_score(pred_masks: np.ndarray, true_masks: np.ndarray) -> float:
+    """Mean Dice over every (image, class) pair of ``(N, H, W, C)`` arrays; 1 where both empty."""
+    pred, true = np.asarray(pred_masks) != 0, np.asarray(true_masks) != 0
+    if pred.shape != true.shape:
+        raise ValueError(f"masks of different shapes: {pred.shape} and {true.shape}")
+    inter = (pred & true).sum(axis=(1, 2))
+    total = pred.sum(axis=(1, 2)) + true.sum(axis=(1, 2))
+    return float(np.where(total == 0, 1.0, 2.0 * inter / np.maximum(total, 1)).mean())
+
+
+def apply_min_area(masks: np.ndarray, min_area: list[int]) -> np.ndarray:
+    """Empty channel ``c`` of ``(H, W, C)`` masks where it has fewer than ``min_area[c]`` pixels."""
+    out = (np.asarray(masks) != 0).astype(np.uint8)
+    areas = out.sum(axis=(0, 1))
+    out[..., areas < np.asarray(min_area)] = 0
+    return out
+
+
+def gate_masks(masks: np.ndarray, gate_prob: np.ndarray,
+               label_thresholds: list[float]) -> np.ndarray:
+    """Empty channel ``c`` where the classifier's probability is below ``label_thresholds[c]``."""
+    out = (np.asarray(masks) != 0).astype(np.uint8)
+    prob = np.broadcast_to(np.asarray(gate_prob, dtype=np.float64).ravel(), (out.shape[-1],))
+    out[..., prob < np.asarray(label_thresholds)] = 0
+    return out
+
+
+def hflip_tta(predict: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+    """Mean of ``predict(batch)`` and the left-right flipped batch's prediction, flipped back."""
+    batch = np.asarray(batch)
+    plain = np.asarray(predict(batch), dtype=np.float64)
+    flipped = np.flip(np.asarray(predict(np.flip(batch, axis=2)), dtype=np.float64), axis=2)
+    return (plain + flipped) / 2
+
+
 CHAPTERS: dict[str, tuple[str, dict[str, str | Callable]]] = {
     "ch01": ("ch01_data_and_rle", {
         "decode_rle": "steel_keras.rle:decode_rle",
@@ -171,6 +206,14 @@ CHAPTERS: dict[str, tuple[str, dict[str, str | Callable]]] = {
         "bce_dice_loss": bce_dice_loss,
         "decoder_block": decoder_block,
         "dice_per_class_on_defects": dice_per_class_on_defects,
+    }),
+    "ch05": ("ch05_two_stage_pipeline", {
+        "pair_dice": "steel_keras.metrics.competition:dice",
+        "competition_score": competition_score,
+        "remove_small_components": "steel_keras.pipeline:remove_small_components",
+        "apply_min_area": apply_min_area,
+        "gate_masks": gate_masks,
+        "hflip_tta": hflip_tta,
     }),
 }
 

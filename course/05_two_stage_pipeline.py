@@ -1,0 +1,336 @@
+# %% [markdown]
+# # Chapter 5: The two-stage pipeline and the competition metric
+#
+# **What you will learn:** the competition's metric by hand, and why the empty (image, class)
+# pairs dominate it; the classifier as a gate in front of the segmenter; the post-processing
+# knobs (pixel threshold, minimum mask area, small components); test-time augmentation (TTA);
+# a threshold search on validation images; the score of each stage, from an all-empty
+# submission to the full pipeline, by hand and from `steel_keras.evaluate`; writing and
+# scoring a submission; and how the winning solution's choices map onto these knobs.
+#
+# **Run time:** about ten minutes on a laptop CPU (it trains the library's CPU classifier and
+# segmenter first, then predicts the validation and test images several times).
+# **Hardware:** a CPU; no GPU needed.
+#
+# **Exercises:** `exercises/ch05_two_stage_pipeline.py` (Dice of a pair, the metric on mask
+# arrays, removing small components, the minimum-area rule, the gate, flip TTA); check them
+# with `steel-keras grade --chapter 5 --path exercises`.
+
+# %% [markdown]
+# ## Setup: a classifier and a segmenter
+#
+# Chapters 3 and 4 built and trained both stages. Here we train them with the library's
+# `quick-cpu` recipe (a small CNN classifier; the keras.io separable U-Net with BCE + Dice)
+# into one run directory, which is what `steel-keras baseline` does first. A recipe is a JSON
+# file; in smoke mode (`STEEL_KERAS_SMOKE=1`, CI) we write a copy with tiny images and one
+# epoch, so the models are nearly random and every figure printed is noise; the pipeline's
+# code is the same.
+
+# %%
+# %matplotlib inline
+import json
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from steel_keras.course import SMOKE, course_data, pick, work_dir
+from steel_keras.data import SteelDataset, read_submission
+from steel_keras.evaluate import STAGES, evaluate_run, predict_run, stage_table, tune_run
+from steel_keras.metrics.competition import competition_dice, dice, score_files
+from steel_keras.pipeline import Thresholds, postprocess, search_thresholds
+from steel_keras.recipes import load_recipe
+from steel_keras.runs import load_run
+from steel_keras.train import train_classifier, train_segmenter
+from steel_keras.viz import plot_stage_scores, plot_threshold_curves
+
+SMALLER = pick(full={}, smoke={"image_size": [32, 192], "epochs": 1})
+CLASSES = [1, 2, 3, 4]
+# TensorFlow warns each time a model sees a new batch size (the last batch is smaller);
+# harmless here, and it would bury the outputs.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+ds = SteelDataset(course_data())
+work = work_dir("05_two_stage_pipeline")
+run = work / "run"
+recipe = load_recipe("quick-cpu", classifier={**SMALLER, "verbose": 0},
+                     segmenter={**SMALLER, "verbose": 0})
+recipe_file = work / "recipe.json"
+recipe_file.write_text(json.dumps(recipe, indent=2))
+start = time.perf_counter()
+train_classifier(ds, run, recipe=str(recipe_file))
+train_segmenter(ds, run, recipe=str(recipe_file))
+print(f"trained both stages in {time.perf_counter() - start:.0f} s; smoke mode: {SMOKE}")
+print({stage: {k: recipe[stage][k] for k in ("image_size", "epochs")}
+       for stage in ("classifier", "segmenter")})
+
+# %% [markdown]
+# The thresholds are tuned on the **validation** split (train images the models did not
+# train on) and the pipeline is scored on the **test** images, whose masks the synthetic data
+# provides in `test_truth.csv`. Tuning and scoring on the same images would flatter it.
+
+# %%
+_, val_ids = ds.split(recipe["val_fraction"], seed=recipe["seed"])
+test_ids = ds.test_image_ids
+truth = ds.test_truth
+print(f"{len(val_ids)} validation images for tuning, {len(test_ids)} test images for scoring")
+
+# %% [markdown]
+# ## 1. The metric by hand
+#
+# For every test image and each of the four classes, one Dice score, `2 |X ∩ Y| / (|X| + |Y|)`
+# between the predicted mask X and the true mask Y, **1 when both are empty**; the score is
+# the mean over all these pairs. On mask arrays:
+
+# %%
+def pair_dice(pred, true):
+    total = pred.sum() + true.sum()
+    return 1.0 if total == 0 else 2.0 * (pred & true).sum() / total
+
+
+def metric_by_hand(pred_masks, true_masks):
+    """Mean Dice over every (image, class) pair of (N, H, W, 4) mask arrays."""
+    return np.mean([pair_dice(p[..., c] > 0, t[..., c] > 0)
+                    for p, t in zip(pred_masks, true_masks, strict=True) for c in range(4)])
+
+
+a = np.zeros((1, 4, 4, 4), np.uint8)
+b = a.copy()
+a[0, :2, :2, 0], b[0, :2, :3, 0] = 1, 1  # class 1: 4 and 6 pixels, 4 shared
+print(f"one image: class 1 Dice {pair_dice(a[0, ..., 0] > 0, b[0, ..., 0] > 0):.3f} "
+      f"(library dice: {dice(a[0, ..., 0], b[0, ..., 0]):.3f}), three empty pairs score 1 "
+      f"-> image score {metric_by_hand(a, b):.3f}")
+
+# %% [markdown]
+# The library's `competition_dice` does the same on RLE tables, without decoding masks. Check
+# that both agree on the test set for the true masks with one class dropped:
+
+# %%
+true_masks = np.stack([ds.load_masks(i, split="test") for i in test_ids])
+dropped = true_masks.copy()
+dropped[..., 2] = 0  # predict everything but class 3
+table = truth.table[(truth.table["ImageId"].isin(test_ids)) & (truth.table["ClassId"] != 3)]
+print(f"by hand {metric_by_hand(dropped, true_masks):.4f}, library "
+      f"{competition_dice(table, truth, image_ids=test_ids).competition_dice:.4f}")
+
+# %% [markdown]
+# ## 2. Why the empty pairs dominate
+#
+# Every pair falls in one of four kinds. Empty predicted empty scores 1; a mask where the
+# truth is empty (a false positive) or no mask where there is one (a miss) scores 0; a mask
+# on a defect scores its overlap. The first kind is most of the test set (chapter 2), so it
+# decides most of the score. Here is the breakdown for the raw segmenter (every pixel above
+# 0.5, no gate, no post-processing):
+
+# %%
+predictor = load_run(run, tta="none", use_thresholds=False)
+test_plain = predictor.probabilities(ds, test_ids, split="test", tta="none")
+raw = predictor.rles(test_plain, Thresholds(), gate=False)
+
+
+def as_table(rles):
+    rows = [(i, c, r) for i, per in rles.items() for c, r in per.items()]
+    return pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"])
+
+
+def pair_kinds(rles):
+    pairs = competition_dice(as_table(rles), truth, image_ids=test_ids, per_pair=True).per_pair
+    kind = np.select([(pairs.pred_pixels == 0) & (pairs.true_pixels == 0),
+                      (pairs.pred_pixels > 0) & (pairs.true_pixels == 0),
+                      (pairs.pred_pixels == 0) & (pairs.true_pixels > 0)],
+                     ["empty, predicted empty", "false positive", "missed"], "mask on a defect")
+    summary = pairs.groupby(kind)["dice"].agg(pairs="size", points="sum")
+    summary["share of the score"] = summary["points"] / len(pairs)
+    return summary
+
+
+print(pair_kinds(raw).round(4).to_string())
+
+# %% [markdown]
+# The `share of the score` column adds up to the competition score. Every false positive
+# is a pair that an empty prediction would have scored 1 on.
+#
+# ## 3. The classifier as a gate
+#
+# The classifier says how likely an image is to hold any defect. Where that probability is
+# below a *label threshold*, the pipeline keeps no mask for the image at all. Scan the
+# threshold, same for all classes, with the raw segmenter behind it:
+
+# %%
+def score(rles):
+    return competition_dice(as_table(rles), truth, image_ids=test_ids).competition_dice
+
+
+gate_grid = [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.01]
+gate_scores = [score(predictor.rles(test_plain, Thresholds(label=[t] * 4))) for t in gate_grid]
+for t, s in zip(gate_grid, gate_scores, strict=True):
+    print(f"label threshold {t:.2f}: {s:.4f}")
+print(f"(1.01 rejects every image: the all-empty score, {score({}):.4f})")
+
+# %% [markdown]
+# At 0 the gate lets everything through (the raw segmenter); above 1 it rejects everything
+# (the all-empty submission). A useful classifier has its best somewhere in between.
+#
+# ## 4. Post-processing: pixel threshold, small components, minimum area
+#
+# Three more knobs, per class, turn probabilities into masks:
+#
+# - the **pixel threshold**: a pixel is foreground above it;
+# - **small components**: connected blobs smaller than this many pixels are noise;
+# - the **minimum area**: a mask with fewer pixels in all is dropped whole, which removes the
+#   small, unsure masks that are false positives on empty pairs.
+#
+# By hand on one image, then with the library's `postprocess` (areas are given at full size,
+# 256 x 1600, and scaled to the segmenter's resolution):
+
+# %%
+def postprocess_by_hand(prob, pixel, min_component, min_area, scale):
+    out = np.zeros(prob.shape, np.uint8)
+    for c in range(prob.shape[-1]):
+        mask = prob[..., c] >= pixel
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        mask = (sizes >= min_component * scale)[labels] & mask
+        if mask.sum() >= min_area * scale and mask.any():
+            out[..., c] = mask
+    return out
+
+
+prob = test_plain.masks[int(np.argmax(test_plain.masks.max(axis=(1, 2, 3))))]
+scale = prob.shape[0] * prob.shape[1] / (256 * 1600)
+th = Thresholds(pixel=[0.5] * 4, min_area=[600] * 4, min_component=150)
+mine = postprocess_by_hand(prob, 0.5, 150, 600, scale)
+print("pixels per class before:", (prob >= 0.5).sum(axis=(0, 1)).tolist(),
+      "after:", mine.sum(axis=(0, 1)).tolist())
+print("same as the library's postprocess:", np.array_equal(mine, postprocess(prob, None, th)))
+
+# %% [markdown]
+# How the minimum area alone moves the score on the test set (pixel threshold 0.5, no gate):
+
+# %%
+area_grid = [0, 300, 600, 1000, 2000, 4000]
+for area in area_grid:
+    print(f"minimum area {area:>5} px: "
+          f"{score(predictor.rles(test_plain, Thresholds(min_area=[area] * 4), gate=False)):.4f}")
+
+# %% [markdown]
+# ## 5. Test-time augmentation
+#
+# A steel surface flipped left-right or top-bottom is still steel with the same defects, so
+# the segmenter can be asked several times (as is, and flipped each way) and the answers,
+# each flipped back, averaged; `"flips"` uses the image as is, flipped left-right and flipped
+# top-bottom, so it costs two more forward passes per image. By hand for a horizontal flip,
+# against the library's `probabilities(..., tta="hflip")`:
+
+# %%
+segmenter = predictor.segmenters[0]["all"]
+batch = np.stack([ds.load_image(i, split="test", size=predictor.seg_size)
+                  for i in test_ids[:4]])[..., None].astype(np.float32) / 255
+plain_out = np.asarray(segmenter.predict_on_batch(batch))
+flipped_out = np.asarray(segmenter.predict_on_batch(batch[:, :, ::-1]))[:, :, ::-1]
+by_hand = (plain_out + flipped_out) / 2
+library = predictor.probabilities(ds, test_ids[:4], split="test", tta="hflip").masks
+print(f"largest change TTA makes to a probability: {np.abs(by_hand - plain_out).max():.4f}")
+print(f"largest difference from the library's TTA: {np.abs(by_hand - library).max():.4f} "
+      "(the library resizes images its own way, so the inputs differ by rounding)")
+
+# %% [markdown]
+# ## 6. Searching the thresholds
+#
+# `search_thresholds` tries every combination of pixel threshold, minimum area and gate
+# threshold on the validation images, class by class (the metric is a mean over classes, so
+# each class can be tuned on its own), and keeps the best. We tune on flip-TTA probabilities,
+# as the pipeline will predict with them.
+
+# %%
+val_tta = predictor.probabilities(ds, val_ids, split="train", tta="flips")
+val_truth = np.stack([ds.load_masks(i, size=predictor.seg_size) for i in val_ids])
+tuned, record = search_thresholds(val_tta, val_truth)
+print(pd.DataFrame({"pixel": tuned.pixel, "min area": tuned.min_area, "label": tuned.label,
+                    "validation Dice": [record["per_class"][str(c)]["dice"] for c in CLASSES]},
+                   index=[f"class {c}" for c in CLASSES]).to_string())
+plot_threshold_curves(record)
+
+# %% [markdown]
+# ## 7. From all-empty to the full pipeline
+#
+# Now each stage on the test images, one knob at a time:
+
+# %%
+test_tta = predictor.probabilities(ds, test_ids, split="test", tta="flips")
+stages = {
+    "all_empty": {},
+    "segmenter_only": predictor.rles(test_plain, Thresholds(), gate=False),
+    "classifier_segmenter": predictor.rles(test_plain, Thresholds(label=[0.5] * 4)),
+    "postprocessed": predictor.rles(test_plain, tuned),
+    "two_stage": predictor.rles(test_tta, tuned),
+}
+by_hand_scores = {stage: score(rles) for stage, rles in stages.items()}
+for stage, value in by_hand_scores.items():
+    print(f"{stage:>22}: {value:.4f}")
+
+# %% [markdown]
+# The library runs the same steps: `tune_run` searches the thresholds on the validation split
+# (flip TTA) and saves them with the run (`pipeline.json`); `evaluate_run` scores every stage
+# on the held-out images and writes `metrics.json`, `report.md` and figures. Its table must
+# match the one above:
+
+# %%
+tune_run(run, ds, tta="flips")
+metrics = evaluate_run(run, ds, out=run / "evaluation")
+print(stage_table(metrics))
+print("library agrees with the table by hand:",
+      all(abs(metrics[s]["competition_dice"] - by_hand_scores[s]) < 1e-9 for s in STAGES))
+plot_stage_scores(metrics, STAGES)
+
+# %% [markdown]
+# ## 8. A submission
+#
+# `predict_run` runs the tuned pipeline over every image of `test_images/` and writes a CSV in
+# the format of the folder's `sample_submission.csv`. Scoring it against the truth with
+# `score_files` (what `steel-keras score` does) gives the two-stage figure again.
+
+# %%
+submission = predict_run(run, ds, run / "submission.csv")
+print(submission.read_text().splitlines()[:5])
+scored = score_files(submission, ds.root / "test_truth.csv")
+print(f"{read_submission(submission).table.shape[0]} masks in the submission; score "
+      f"{scored.competition_dice:.4f} (two-stage row above: "
+      f"{metrics['two_stage']['competition_dice']:.4f})")
+
+# %% [markdown]
+# ## 9. The winning solution's knobs
+#
+# The first place (private leaderboard 0.90883, from its public write-up) used exactly these
+# knobs, tuned on the real data for much larger models:
+#
+# | knob | 1st place | here |
+# |---|---|---|
+# | gate (label threshold), classes 1-4 | 0.7, 0.7, 0.6, 0.6 | `tuned.label` |
+# | pixel threshold | 0.55 | `tuned.pixel` |
+# | minimum mask area, classes 1-4 | 600, 600, 900, 2000 px | `tuned.min_area` |
+# | small components removed | under 150 px | `Thresholds.min_component` |
+# | TTA | horizontal and vertical flips | `tta="flips"` |
+#
+# Its gate was three EfficientNet-b1 classifiers and a ResNet34; its segmenters a Unet and an
+# FPN on EfficientNet-b3, averaged (a list of segmenters in `TwoStagePredictor` averages them
+# too). Our tuned values, for the table's last column:
+
+# %%
+print(pd.DataFrame({"label": tuned.label, "pixel": tuned.pixel, "min area": tuned.min_area},
+                   index=[f"class {c}" for c in CLASSES]).T.to_string())
+
+# %% [markdown]
+# ## Summary
+#
+# - The metric is a mean over all (image, class) pairs, most of them empty: a false positive
+#   on an empty pair costs as much as a perfect mask earns.
+# - So the pipeline gates with a classifier, thresholds pixels, drops small masks and
+#   components, and averages flipped predictions; every knob is tuned on validation images,
+#   per class, for the metric itself.
+# - `steel_keras.evaluate` (`tune_run`, `evaluate_run`, `predict_run`) and
+#   `steel-keras baseline` do all of it from a trained run directory.
+#
+# Chapter 6 takes the trained models out of Python: ONNX, TensorRT and their speed.
