@@ -180,6 +180,40 @@ def hflip_tta(predict: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) ->
     return (plain + flipped) / 2
 
 
+def max_abs_difference(reference: np.ndarray, other: np.ndarray) -> float:
+    """``max |reference - other|``; the shapes must match."""
+    reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
+    if reference.shape != other.shape:
+        raise ValueError(f"outputs differ in shape: {reference.shape} vs {other.shape}")
+    return float(np.abs(reference - other).max(initial=0.0))
+
+
+def dice_agreement(reference: np.ndarray, other: np.ndarray, threshold: float = 0.5) -> float:
+    """Dice of the masks ``reference >= threshold`` and ``other >= threshold``; 1 if both empty."""
+    reference, other = np.asarray(reference), np.asarray(other)
+    if reference.shape != other.shape:
+        raise ValueError(f"outputs differ in shape: {reference.shape} vs {other.shape}")
+    a, b = reference >= threshold, other >= threshold
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def latency_percentiles(seconds: np.ndarray, percentiles: tuple[float, ...] = (50, 95)) -> dict:
+    """``{p: the p-th percentile of seconds, in milliseconds}``."""
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if seconds.size == 0:
+        raise ValueError("latency_percentiles needs at least one timed call")
+    return {p: float(1000.0 * np.percentile(seconds, p)) for p in percentiles}
+
+
+def throughput(batch_size: int, seconds: np.ndarray) -> float:
+    """Images per second: ``batch_size * calls / total seconds``."""
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if batch_size < 1 or seconds.size == 0 or seconds.sum() <= 0:
+        raise ValueError("throughput needs batch_size >= 1 and timed calls with positive time")
+    return float(batch_size * seconds.size / seconds.sum())
+
+
 CHAPTERS: dict[str, tuple[str, dict[str, str | Callable]]] = {
     "ch01": ("ch01_data_and_rle", {
         "decode_rle": "steel_keras.rle:decode_rle",
@@ -214,6 +248,12 @@ CHAPTERS: dict[str, tuple[str, dict[str, str | Callable]]] = {
         "apply_min_area": apply_min_area,
         "gate_masks": gate_masks,
         "hflip_tta": hflip_tta,
+    }),
+    "ch06": ("ch06_deployment", {
+        "max_abs_difference": max_abs_difference,
+        "dice_agreement": dice_agreement,
+        "latency_percentiles": latency_percentiles,
+        "throughput": throughput,
     }),
 }
 
