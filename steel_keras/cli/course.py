@@ -122,6 +122,7 @@ def _check(args: argparse.Namespace) -> int:
                              report=lambda r: print(format_result(r), flush=True))
     failed = [r for r in results if not r.passed]
     total = time.monotonic() - start
-    print(f"{len(results) - len(failed)}/{len(results)} chapters passed in {total:.0f} s "
-          f"({mode})")
+    cpu = sum(r.cpu_seconds for r in results)
+    print(f"{len(results) - len(failed)}/{len(results)} chapters passed in {total:.0f} s, "
+          f"CPU {cpu:.0f} s ({mode})")
     return 1 if failed else 0

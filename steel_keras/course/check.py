@@ -28,12 +28,17 @@ KERNEL_STARTUP_S = 120
 
 @dataclass(frozen=True)
 class ChapterResult:
-    """How one chapter ran: passed or not, seconds (kernel start included), and why it failed."""
+    """How one chapter ran: passed or not, seconds (kernel start included), and why it failed.
+
+    ``cpu_seconds`` is the CPU time of the kernel and everything it started (all cores): on a
+    busy machine the wall-clock ``seconds`` grow with the load, the CPU time much less.
+    """
 
     chapter: Chapter
     passed: bool
     seconds: float
     error: str = ""
+    cpu_seconds: float = 0.0
 
 
 def run_chapter(chapter: Chapter, timeout: float = DEFAULT_TIMEOUT, *, smoke: bool | None = None,
@@ -55,7 +60,7 @@ def run_chapter(chapter: Chapter, timeout: float = DEFAULT_TIMEOUT, *, smoke: bo
     env = dict(os.environ)
     if smoke is not None:
         env[SMOKE_ENV] = "1" if smoke else "0"
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), _children_cpu()
     deadline = start + timeout
     current = {"index": -1}
 
@@ -93,7 +98,17 @@ def run_chapter(chapter: Chapter, timeout: float = DEFAULT_TIMEOUT, *, smoke: bo
 
         out.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, out / f"{chapter.name}.ipynb")
-    return ChapterResult(chapter, not error, seconds, error)
+    return ChapterResult(chapter, not error, seconds, error, _children_cpu() - cpu_start)
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's finished child processes (and theirs)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _first_line(notebook, index: int) -> str:
@@ -115,7 +130,7 @@ def check_chapters(chosen: list[Chapter], timeout: float = DEFAULT_TIMEOUT, *,
 
 
 def format_result(result: ChapterResult) -> str:
-    """``01_data_and_rle          passed    12.3 s`` (and the error of a failed chapter)."""
+    """``01_data_and_rle   passed   12.3 s  (CPU 10.1 s)``, and the error of a failed chapter."""
     line = f"{result.chapter.name:<26}{'passed' if result.passed else 'FAILED':<8}" \
-           f"{result.seconds:7.1f} s"
+           f"{result.seconds:7.1f} s  (CPU {result.cpu_seconds:6.1f} s)"
     return line + (f"  {result.error}" if result.error else "")
