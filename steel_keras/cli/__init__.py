@@ -30,6 +30,8 @@ COMMANDS = [
     "baseline",
     "export",
     "benchmark",
+    "make_dataset",
+    "download",
 ]
 
 EXIT_USAGE = 2
