@@ -64,13 +64,22 @@ def export(family: str, run_dir: Path, data: Path, size: tuple[int, int]) -> Non
 
 
 def _in_subprocess(step: str, family: str, run_dir: Path, data: Path,
-                   size: tuple[int, int]) -> None:
-    """`build` or `export` in a fresh process: this one never loads TensorFlow."""
+                   size: tuple[int, int]) -> int:
+    """`build` or `export` in a fresh process (this one never loads TensorFlow); exit code."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import bench_runtimes as b; "
             f"b.{step}(sys.argv[2], b.Path(sys.argv[3]), b.Path(sys.argv[4]), "
             "(int(sys.argv[5]), int(sys.argv[6])))")
     args = [str(Path(__file__).resolve().parent), family, str(run_dir), str(data), *map(str, size)]
-    subprocess.run([sys.executable, "-c", code, *args], check=True)
+    return subprocess.run([sys.executable, "-c", code, *args], check=False).returncode
+
+
+def _prepare(family: str, run_dir: Path, data: Path, size: tuple[int, int]) -> str | None:
+    """Build and export where not done yet; None, or which step failed."""
+    for step, done in (("build", run_dir / "segmenter" / "model.keras"),
+                       ("export", run_dir / "export_parity.json")):
+        if not done.is_file() and _in_subprocess(step, family, run_dir, data, size) != 0:
+            return f"{step} failed (see the output above)"
+    return None
 
 
 def _dataset(root: Path) -> Path:
@@ -96,10 +105,10 @@ def main() -> None:
     for family in args.families.split(","):
         run_dir = work / family
         print(f"== {family}: build and export", flush=True)
-        if not (run_dir / "segmenter" / "model.keras").is_file():
-            _in_subprocess("build", family, run_dir, data, tuple(args.size))
-        if not (run_dir / "export_parity.json").is_file():
-            _in_subprocess("export", family, run_dir, data, tuple(args.size))
+        failed = _prepare(family, run_dir, data, tuple(args.size))
+        if failed:
+            exports[family] = {"failed": failed}
+            continue
         exports[family] = json.loads((run_dir / "export_parity.json").read_text())
         print(f"== {family}: benchmark", flush=True)
         result = benchmark_run(run_dir, args.runtimes.split(","), batch=args.batch,
@@ -129,6 +138,9 @@ def _table(results: list[dict], exports: dict) -> str:
              markdown_report(merged), "ONNX export parity with Keras (8 real images, at export):",
              "", "| family | max abs diff | Dice agreement | export s |", "|---|---|---|---|"]
     for family, parity in exports.items():
+        if "failed" in parity:
+            lines.append(f"| {family} | {parity['failed']} | | |")
+            continue
         onnx = parity["onnx"]
         lines.append(f"| {family} | {onnx['max_abs_diff']:.1e} | {onnx['dice_agreement']:.5f} "
                      f"| {onnx['export_seconds']:.0f} |")

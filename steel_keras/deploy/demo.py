@@ -53,7 +53,7 @@ def _save(model: Any, path: Path, images: np.ndarray) -> Path:
 def make_demo_run(run_dir: str | Path, data: str | Path, *, arch: str = "unet_separable",
                   backbone: str | None = None, seg_size: tuple[int, int] = (64, 128),
                   classifier: str | None = "small_cnn", cls_size: tuple[int, int] | None = None,
-                  calibration_images: int = 8, seed: int = 0) -> Path:
+                  multilabel: bool = False, calibration_images: int = 8, seed: int = 0) -> Path:
     """Write an untrained (batch-norm calibrated) run in the layout `steel_keras.train` writes.
 
     Args:
@@ -63,6 +63,7 @@ def make_demo_run(run_dir: str | Path, data: str | Path, *, arch: str = "unet_se
         seg_size: `(height, width)` the segmenter takes.
         classifier: a `build_classifier` backbone, or None for no classifier.
         cls_size: the classifier's image size. Defaults to `seg_size`.
+        multilabel: give the classifier its second output, `classes` (4 sigmoids).
         calibration_images: images for the batch-norm statistics.
         seed: weights seed.
 
@@ -87,7 +88,7 @@ def make_demo_run(run_dir: str | Path, data: str | Path, *, arch: str = "unet_se
     _save(segmenter, run_dir / "segmenter" / "model.keras",
           run_images(run_dir, seg_size, calibration_images))
     if classifier:
-        model = build_classifier(classifier, input_shape=(*cls_size, 1))
+        model = build_classifier(classifier, input_shape=(*cls_size, 1), multilabel=multilabel)
         _save(model, run_dir / "classifier" / "model.keras",
               run_images(run_dir, cls_size, calibration_images))
     return run_dir

@@ -156,7 +156,8 @@ class OnnxRunner:
         self._outputs = [o.name for o in self.session.get_outputs()]
 
     def predict(self, batch: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
-        outputs = self.session.run(None, {self._input: np.asarray(batch, dtype=np.float32)})
+        x = np.ascontiguousarray(batch, dtype=np.float32)  # TTA passes flipped views
+        outputs = self.session.run(None, {self._input: x})
         return _numpy(dict(zip(self._outputs, outputs, strict=True)))
 
 

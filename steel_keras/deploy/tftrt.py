@@ -74,12 +74,12 @@ def convert_tftrt(saved_model: str | Path, out: str | Path, *, precision: str = 
         RuntimeUnavailableError: TensorFlow was built without TensorRT (all PyPI wheels from
             2.18 on), with a message saying which TensorFlow builds have it.
     """
-    import tensorflow as tf
-
     if precision not in _PRECISION:
         raise ConfigError(f"unknown precision {precision!r}: choose fp32, fp16 or int8")
     if precision == "int8" and calibration is None:
         raise ConfigError("TF-TRT INT8 needs calibration images (export passes dataset images)")
+    import tensorflow as tf
+
     converter = _converter(Path(saved_model), precision, workspace_gb, batch)
     images = np.load(calibration) if calibration is not None else None
 

@@ -1,0 +1,409 @@
+"""Deployment on real tiny models: ONNX and SavedModel exports, runners, predict, benchmark.
+
+Run directories hold real, untrained models whose batch-norm statistics come from real images
+(``steel_keras.deploy.demo``), at 64 x 128. Conversions run in real subprocesses. The default
+run exports the separable U-Net and the small CNN classifier; the segmentation-models families,
+the Xception U-Net and the keras.applications classifier are behind ``-m slow`` (each peaks near
+5 GB converting). TensorRT and TF-TRT tests skip with the reason where they cannot run; the
+messages for a missing TensorRT / TF-TRT are tested where they are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from steel_keras.cli import main
+from steel_keras.deploy import (
+    BARS,
+    KerasRunner,
+    OnnxRunner,
+    Parity,
+    RuntimeUnavailableError,
+    SavedModelRunner,
+    TFFunctionRunner,
+    available_runtimes,
+    load_runner,
+    run_images,
+    run_models,
+)
+from steel_keras.errors import ConfigError, DataError, SteelKerasError
+
+SIZE = (64, 128)
+
+
+def steel_keras(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "steel_keras", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a failed command (TensorFlow's own log lines aside)."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("steel-keras ")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tiny_dataset, tmp_path_factory) -> Path:
+    from steel_keras.deploy.demo import make_demo_run
+
+    return make_demo_run(tmp_path_factory.mktemp("deploy") / "run", tiny_dataset, seg_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def onnx_run(demo_run) -> Path:
+    """The demo run exported to ONNX through the command line (conversions in subprocesses)."""
+    code = main(["export", "--run", str(demo_run), "--format", "onnx", "--batch", "2",
+                 "--parity-images", "4"])
+    assert code == 0
+    return demo_run
+
+
+@pytest.fixture(scope="module")
+def savedmodel_run(onnx_run) -> Path:
+    code = main(["export", "--run", str(onnx_run), "--format", "savedmodel", "--stage",
+                 "segmenter", "--batch", "2", "--parity-images", "4"])
+    assert code == 0
+    return onnx_run
+
+
+# ----- parity arithmetic ------------------------------------------------------------------------
+
+
+def test_parity_max_diff_and_dice_agreement():
+    parity = Parity()
+    reference = np.array([[0.1, 0.6], [0.7, 0.49]], np.float32)
+    parity.update(reference, reference + np.array([[0.0, 0.0], [0.0, 0.02]], np.float32))
+    result = parity.result()
+    assert result["max_abs_diff"] == pytest.approx(0.02, abs=1e-6)
+    # Keras says {0.6, 0.7} are on; the other says {0.6, 0.7, 0.51}: Dice 2*2 / (2 + 3).
+    assert result["dice_agreement"] == pytest.approx(0.8)
+    assert result["within_bars"] is False
+
+
+def test_parity_of_dict_outputs_and_empty_masks():
+    parity = Parity()
+    out = {"has_defect": np.zeros((2, 1)), "classes": np.full((2, 4), 0.2)}
+    parity.update(out, {k: v + 1e-5 for k, v in out.items()})
+    result = parity.result()
+    assert result["dice_agreement"] == 1.0  # nothing on in either
+    assert result["values"] == 10 and result["within_bars"]
+    assert BARS == {"max_abs_diff": 1e-3, "dice_agreement": 0.999}
+
+
+# ----- export and runners -----------------------------------------------------------------------
+
+
+def test_onnx_export_layout_checker_and_parity(onnx_run):
+    import onnx
+
+    for stage in ("classifier", "segmenter"):
+        path = onnx_run / "export" / "onnx" / stage / "model.onnx"
+        onnx.checker.check_model(str(path))
+        model = onnx.load(str(path))
+        assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [*SIZE, 1]
+        parity = json.loads((path.parent / "parity.json").read_text())["model"]
+        assert parity["images"] == 4 and parity["precision"] == "fp32"
+        assert parity["max_abs_diff"] <= 1e-3 and parity["dice_agreement"] >= 0.999
+        assert parity["export"]["peak_rss_mb"] > 0
+        assert (path.parent / "model.log").is_file()
+
+
+def test_runners_agree_on_real_batches(savedmodel_run):
+    seg = savedmodel_run / "segmenter" / "model.keras"
+    x = run_images(savedmodel_run, SIZE, 3)  # an odd batch: the ONNX batch axis is free
+    runners = [load_runner(seg, name) for name in ("keras", "tf_function", "savedmodel", "onnx")]
+    assert [type(r) for r in runners] == [KerasRunner, TFFunctionRunner, SavedModelRunner,
+                                          OnnxRunner]
+    reference = runners[0].predict(x)
+    assert reference.shape == (3, *SIZE, 4) and reference.dtype == np.float32
+    assert 0.05 < reference.mean() < 0.95  # calibrated batch norm: not saturated
+    for runner in runners[1:]:
+        assert not hasattr(runner, "predict_on_batch")
+        np.testing.assert_allclose(runner.predict(x), reference, atol=1e-4)
+
+
+def test_savedmodel_parity_recorded(savedmodel_run):
+    parity = json.loads(
+        (savedmodel_run / "export/savedmodel/segmenter/parity.json").read_text())["model"]
+    assert parity["max_abs_diff"] <= 1e-5 and parity["dice_agreement"] == 1.0
+    assert (savedmodel_run / "export/savedmodel/segmenter/model/saved_model.pb").is_file()
+
+
+def test_onnx_predictor_matches_keras_predictor(onnx_run, tiny_dataset):
+    from steel_keras.data import open_dataset
+    from steel_keras.runs import load_run
+
+    ds = open_dataset(tiny_dataset)
+    ids = ds.test_image_ids[:4]
+    keras_probs = load_run(onnx_run, runtime="keras", batch_size=2).probabilities(ds, ids)
+    onnx_probs = load_run(onnx_run, runtime="onnx", batch_size=2).probabilities(ds, ids)
+    np.testing.assert_allclose(onnx_probs.masks, keras_probs.masks, atol=1e-4)
+    np.testing.assert_allclose(onnx_probs.gate, keras_probs.gate, atol=1e-5)
+
+
+def test_predict_runtime_onnx_writes_a_submission(onnx_run, tiny_dataset, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "submission.csv"
+    assert main(["predict", "--run", str(onnx_run), "--runtime", "onnx", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    test_ids = sorted(p.name for p in (tiny_dataset / "test_images").iterdir())
+    assert sorted(set(table["ImageId"])) == test_ids
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    """The run's config and Keras files without its exports."""
+    import shutil
+
+    to.mkdir()
+    shutil.copy(run / "config.json", to / "config.json")
+    for stage in ("classifier", "segmenter"):
+        shutil.copytree(run / stage, to / stage)
+    return to
+
+
+def test_missing_export_says_which_command_makes_it(demo_run, tmp_path):
+    bare = copy_run(demo_run, tmp_path / "bare")
+    seg = bare / "segmenter" / "model.keras"
+    with pytest.raises(DataError, match=r"run `steel-keras export --run .*bare --format onnx`"):
+        load_runner(seg, "onnx")
+    with pytest.raises(ConfigError, match="unknown runtime 'onnnx'"):
+        load_runner(seg, "onnnx")
+    with pytest.raises(DataError, match="not RUN_DIR/classifier"):
+        load_runner(bare / "config.json", "onnx")
+
+
+def test_run_models_and_missing_data_folder(demo_run, tmp_path):
+    assert [m.name for m in run_models(demo_run)] == ["classifier/model", "segmenter/model"]
+    assert run_models(demo_run)[1].export_path("tensorrt") == (
+        demo_run / "export" / "tensorrt" / "segmenter" / "model.engine")
+    bare = copy_run(demo_run, tmp_path / "moved")
+    config = json.loads((bare / "config.json").read_text())
+    (bare / "config.json").write_text(json.dumps({**config, "data": str(tmp_path / "gone")}))
+    with pytest.raises(DataError, match="data folder .*gone does not exist; pass --data"):
+        run_images(bare, SIZE, 2)
+
+
+def test_export_subprocess_errors_come_back_as_one_line(tmp_path):
+    from steel_keras.deploy.export import run_worker
+
+    log = tmp_path / "model.log"
+    with pytest.raises(SteelKerasError, match=r"^unknown precision 'int9': choose fp32"):
+        run_worker("tftrt", log, saved_model=str(tmp_path), out=str(tmp_path / "out"),
+                   precision="int9")
+    assert log.read_text().startswith("error: unknown precision")
+    with pytest.raises(SteelKerasError) as info:  # a bug in the subprocess: the log has it
+        run_worker("tensorrt", log, onnx_path="model.onnx", out="model.engine", bogus=1)
+    message = str(info.value)
+    assert "the tensorrt export subprocess failed (exit code 1)" in message
+    assert "unexpected keyword argument 'bogus'" in message and str(log) in message
+    assert "Traceback" in log.read_text() and "\n" not in message
+
+
+def test_export_option_errors_are_one_line(demo_run):
+    one = one_error_line(steel_keras("export", "--run", str(demo_run), "--format", "onnx",
+                                     "--precision", "fp16"))
+    assert "onnx exports are FP32; --precision fp16 applies to --format tensorrt" in one
+    one = one_error_line(steel_keras("export", "--run", str(demo_run / "nope"), "--format",
+                                     "onnx"))
+    assert "does not exist" in one
+
+
+# ----- TensorRT and TF-TRT where they are missing -----------------------------------------------
+
+
+def test_available_runtimes_gives_reasons():
+    status = available_runtimes()
+    assert status["keras"] is None and status["tf_function"] is None
+    assert status["onnx"] is None and status["savedmodel"] is None
+    for name in ("tensorrt", "tftrt"):
+        assert status[name] is None or isinstance(status[name], str)
+
+
+def test_export_tensorrt_without_tensorrt_is_one_clear_line(demo_run):
+    from steel_keras.deploy.tensorrt import tensorrt_status
+
+    if tensorrt_status() is None:
+        pytest.skip("TensorRT and a GPU are available here: the missing-TensorRT message "
+                    "cannot show")
+    result = steel_keras("export", "--run", str(demo_run), "--format", "tensorrt",
+                         "--precision", "fp16")
+    line = one_error_line(result)
+    assert line.startswith("steel-keras export: error: ")
+    if "import tensorrt" in line:  # not installed (rather than installed without a GPU)
+        assert "pip install tensorrt --extra-index-url https://pypi.nvidia.com" in line
+        assert "NVIDIA GPU" in line
+    assert "--format onnx" in line
+    assert not (demo_run / "export" / "tensorrt").exists()
+
+
+def test_tensorrt_runtime_without_tensorrt_raises_the_same_reason(onnx_run):
+    from steel_keras.deploy.tensorrt import tensorrt_status
+
+    reason = tensorrt_status()
+    if reason is None:
+        pytest.skip("TensorRT and a GPU are available here")
+    with pytest.raises(RuntimeUnavailableError) as info:
+        load_runner(onnx_run / "segmenter" / "model.keras", "tensorrt")
+    assert str(info.value) == reason and "\n" not in reason
+
+
+def test_export_tftrt_without_tensorrt_build_is_one_clear_line(demo_run):
+    from steel_keras.deploy.tftrt import tftrt_status
+
+    if tftrt_status() is None:
+        pytest.skip("this TensorFlow was built with TensorRT")
+    line = one_error_line(steel_keras("export", "--run", str(demo_run), "--format", "tftrt"))
+    assert "TensorFlow 2.17 or older" in line and "nvcr.io/nvidia/tensorflow" in line
+    assert "--format onnx" in line
+
+
+def test_tftrt_converter_runtime_error_becomes_the_message(savedmodel_run, tmp_path):
+    """The real TrtGraphConverterV2 on a real SavedModel: TF 2.18+ raises RuntimeError."""
+    from steel_keras.deploy.tftrt import convert_tftrt, tftrt_status
+
+    if tftrt_status() is None:
+        pytest.skip("this TensorFlow was built with TensorRT: see test_tftrt_conversion")
+    saved = savedmodel_run / "export" / "savedmodel" / "segmenter" / "model"
+    with pytest.raises(RuntimeUnavailableError, match="TensorFlow 2.17 or older"):
+        convert_tftrt(saved, tmp_path / "tftrt", precision="fp16", batch=2)
+    assert not (tmp_path / "tftrt").exists()
+
+
+# ----- TensorRT and TF-TRT where they can run (an NVIDIA GPU) -----------------------------------
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_engine_matches_keras(onnx_run, precision):
+    from steel_keras.deploy import export_run
+    from steel_keras.deploy.tensorrt import tensorrt_status
+
+    reason = tensorrt_status()
+    if reason:
+        pytest.skip(reason)
+    result = export_run(onnx_run, "tensorrt", precision=precision, batch=2, parity_images=4)
+    meta = json.loads((onnx_run / "export/tensorrt/segmenter/model.json").read_text())
+    assert meta["precision"] == precision and meta["batch"]["max"] == 2
+    parity = result.parity["segmenter/model"]
+    assert parity["max_abs_diff"] <= (1e-3 if precision == "fp32" else 2e-2)
+    assert parity["dice_agreement"] >= (0.999 if precision == "fp32" else 0.99)
+
+
+def test_tftrt_conversion_matches_keras(savedmodel_run):
+    from steel_keras.deploy import export_run
+    from steel_keras.deploy.tftrt import tftrt_status
+
+    reason = tftrt_status()
+    if reason:
+        pytest.skip(reason)
+    result = export_run(savedmodel_run, "tftrt", batch=2, parity_images=4,
+                        stages=("segmenter",))
+    assert result.parity["segmenter/model"]["max_abs_diff"] <= 1e-3
+
+
+# ----- benchmark --------------------------------------------------------------------------------
+
+
+def test_benchmark_command_times_runtimes_and_lists_skipped(onnx_run, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["benchmark", "--run", str(onnx_run), "--runtimes", "onnx,tensorrt",
+                 "--batch", "2", "--iterations", "3", "--warmup", "0", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    rows = {r["runtime"]: r for r in result["results"]}
+    assert list(rows) == ["keras", "onnx", "tensorrt"]  # keras always, as the reference
+    for name in ("keras", "onnx"):
+        row = rows[name]
+        assert row["status"] == "ok" and row["timed_batches"] == 3
+        assert row["throughput_ips"] > 0 and row["latency_p95_ms"] >= row["latency_p50_ms"]
+        assert 0 < row["rss_delta_mb"] < row["peak_rss_mb"]
+    assert rows["keras"]["speedup_vs_keras"] == 1.0 and rows["keras"]["max_abs_diff"] == 0.0
+    assert rows["onnx"]["max_abs_diff"] <= 1e-3 and rows["onnx"]["dice_agreement"] >= 0.999
+    # ONNX Runtime alone does not need TensorFlow: far less memory than Keras.
+    assert rows["onnx"]["peak_rss_mb"] < rows["keras"]["peak_rss_mb"]
+    if rows["tensorrt"]["status"] == "skipped":
+        assert "TensorRT" in rows["tensorrt"]["reason"]
+    table = capsys.readouterr().out
+    assert "| segmenter/model | onnx |" in table and "Not measured:" in table
+
+
+def test_benchmark_skips_runtimes_whose_export_is_missing(demo_run, tmp_path):
+    from steel_keras.deploy import benchmark_run
+    from steel_keras.deploy.benchmark import _skip_reason
+
+    bare = copy_run(demo_run, tmp_path / "bare")
+    seg = run_models(bare, ("segmenter",))[0]
+    status = {"savedmodel": None, "tensorrt": "TensorRT is not installed"}
+    assert "--format savedmodel` first" in _skip_reason(seg, "savedmodel", status)
+    assert _skip_reason(seg, "tensorrt", status) == "TensorRT is not installed"
+    with pytest.raises(ConfigError, match="unknown runtime 'xla'"):
+        benchmark_run(bare, ["xla"])
+
+
+# ----- every model family (slow: each conversion peaks near 5 GB) -------------------------------
+
+
+FAMILIES = [
+    ("unet", "resnet18", SIZE),
+    ("fpn", "resnet18", SIZE),
+    ("linknet", "resnet18", SIZE),
+    ("unet_xception", None, (96, 128)),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("arch", "backbone", "size"), FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_segmenter_family_onnx_parity(arch, backbone, size, tiny_dataset, tmp_path):
+    from steel_keras.deploy import export_run
+    from steel_keras.deploy.demo import make_demo_run
+
+    run = make_demo_run(tmp_path / arch, tiny_dataset, arch=arch, backbone=backbone,
+                        seg_size=size, classifier=None)
+    result = export_run(run, "onnx", batch=2, parity_images=4)
+    parity = result.parity["segmenter/model"]
+    assert parity["max_abs_diff"] <= 1e-3 and parity["dice_agreement"] >= 0.999
+    x = run_images(run, size, 2)
+    runner = load_runner(run / "segmenter" / "model.keras", "onnx")
+    assert runner.predict(x).shape == (2, *size, 4)
+
+
+@pytest.mark.slow
+def test_export_refuses_a_model_of_another_size(demo_run, tmp_path):
+    from steel_keras.deploy.export import run_worker
+
+    with pytest.raises(SteelKerasError, match=r"takes 64 x 128 images but the run's config "
+                                              r"says 32 x 64"):
+        run_worker("onnx", tmp_path / "model.log",
+                   keras_path=str(demo_run / "segmenter" / "model.keras"),
+                   out=str(tmp_path / "model.onnx"), image_size=[32, 64], opset=17)
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backbone", "multilabel"), [("mobilenetv2", False),
+                                                      ("small_cnn", True)])
+def test_classifier_onnx_parity(backbone, multilabel, tiny_dataset, tmp_path):
+    from steel_keras.deploy import export_run
+    from steel_keras.deploy.demo import make_demo_run
+
+    run = make_demo_run(tmp_path / backbone, tiny_dataset, classifier=backbone,
+                        multilabel=multilabel, seg_size=SIZE)
+    result = export_run(run, "onnx", batch=2, parity_images=4, stages=("classifier",))
+    parity = result.parity["classifier/model"]
+    assert parity["max_abs_diff"] <= 1e-3 and parity["dice_agreement"] >= 0.999
+    out = load_runner(run / "classifier" / "model.keras", "onnx").predict(run_images(run, SIZE, 2))
+    if multilabel:
+        assert {k: v.shape for k, v in out.items()} == {"has_defect": (2, 1), "classes": (2, 4)}
+    else:
+        assert out.shape == (2, 1)
