@@ -32,11 +32,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import hashlib
 import json
 import math
 import multiprocessing
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -419,8 +421,8 @@ _LOOKS = {1: _pits, 2: _marks, 3: _scratches, 4: _flakes}
 
 
 def _contrast(rng: np.random.Generator, noise: float) -> float:
-    """Defect strength: log-normal around 3 x the texture noise; about 1 in 7 below 1.5 x."""
-    return noise * float(np.exp(rng.normal(math.log(3.0), 0.65)))
+    """Defect strength: log-normal around 3.5 x the texture noise; about 1 in 10 below 1.5 x."""
+    return noise * float(np.exp(rng.normal(math.log(3.5), 0.65)))
 
 
 def _draw_class(
@@ -689,7 +691,10 @@ def _folder_lock(folder: Path) -> Iterator[None]:
     except ImportError:  # Windows: no advisory locks; generation is rare enough to go without
         yield
         return
-    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
+    # The lock file lives in the temp folder: inside the dataset it would look like foreign
+    # content, beside it it would show up in the user's checkout.
+    key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"steel-keras-data-{key}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -710,14 +715,24 @@ def _needs_generation(path: Path) -> str | None:
     return None
 
 
-def ensure_default_dataset(progress: bool = True) -> Path:
+def ensure_default_dataset(
+    progress: bool = True,
+    *,
+    n_train: int = DEFAULT_TRAIN,
+    n_test: int = DEFAULT_TEST,
+    seed: int = DEFAULT_SEED,
+) -> Path:
     """The embedded dataset at :func:`~steel_keras.paths.default_data_dir`, made on first use.
 
     Generates ``DEFAULT_TRAIN`` train and ``DEFAULT_TEST`` test images with ``DEFAULT_SEED``
     (about half a minute) when the folder has no finished dataset, printing one line first.
+    A finished dataset there is used as it is, whatever its size or origin.
 
     Args:
         progress: bool. Show a progress bar while generating.
+        n_train: int. Train images to generate if needed.
+        n_test: int. Test images to generate if needed.
+        seed: int. Seed to generate with if needed.
 
     Returns:
         The dataset folder.
@@ -729,11 +744,11 @@ def ensure_default_dataset(progress: bool = True) -> Path:
         reason = _needs_generation(path)  # another process may have made it meanwhile
         if reason is not None:
             print(
-                f"steel-keras: synthetic dataset {reason}; generating {DEFAULT_TRAIN} train and "
-                f"{DEFAULT_TEST} test images in {path} (seed {DEFAULT_SEED}, once)",
+                f"steel-keras: synthetic dataset {reason}; generating {n_train} train and "
+                f"{n_test} test images in {path} (seed {seed}, once)",
                 file=sys.stderr,
             )
-            generate_dataset(path, DEFAULT_TRAIN, DEFAULT_TEST, DEFAULT_SEED, progress=progress)
+            generate_dataset(path, n_train, n_test, seed, progress=progress)
     return path
 
 
