@@ -28,7 +28,6 @@
 
 # %%
 # %matplotlib inline
-import logging
 import shutil
 import time
 
@@ -61,7 +60,7 @@ from steel_keras.train import train_classifier, train_segmenter
 
 # TensorFlow logs each SavedModel it writes and warns when a model sees a new batch size;
 # harmless here, and it would bury the outputs.
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
+tf.get_logger().setLevel("ERROR")
 BATCH = pick(full=8, smoke=2)
 ITERATIONS = pick(full=10, smoke=2)
 BENCHMARK_RUNTIMES = pick(full=None, smoke=["keras", "onnx"])  # None: every runtime
