@@ -61,7 +61,7 @@ def test_competition_score_random_masks(impl):
 
 
 @pytest.mark.points(1)
-def test_remove_small_components_uses_8_connectivity(impl):
+def test_remove_small_components_8_connected(impl):
     mask = np.array([[1, 1, 0, 0, 0],
                      [1, 0, 0, 1, 0],
                      [0, 0, 1, 0, 0],
