@@ -50,12 +50,13 @@ def build(family: str, run_dir: Path, data: Path, size: tuple[int, int]) -> None
                   calibration_images=4)
 
 
-def export(family: str, run_dir: Path, data: Path, size: tuple[int, int]) -> None:
-    """ONNX and SavedModel exports (each conversion in its own subprocess), parity saved."""
+def export(family: str, run_dir: Path, data: Path, size: tuple[int, int],
+           formats: tuple[str, ...] = ("onnx", "savedmodel")) -> None:
+    """The exports (each conversion in its own subprocess), their parity saved."""
     from steel_keras.deploy import export_run
 
     parity = {}
-    for fmt in ("onnx", "savedmodel"):
+    for fmt in formats:
         result = export_run(run_dir, fmt, parity_images=8, batch=4, stages=("segmenter",),
                             log=print)
         parity[fmt] = result.parity["segmenter/model"] | {
@@ -64,20 +65,25 @@ def export(family: str, run_dir: Path, data: Path, size: tuple[int, int]) -> Non
 
 
 def _in_subprocess(step: str, family: str, run_dir: Path, data: Path,
-                   size: tuple[int, int]) -> int:
+                   size: tuple[int, int], formats: tuple[str, ...]) -> int:
     """`build` or `export` in a fresh process (this one never loads TensorFlow); exit code."""
+    extra = ", tuple(sys.argv[7].split(','))" if step == "export" else ""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import bench_runtimes as b; "
             f"b.{step}(sys.argv[2], b.Path(sys.argv[3]), b.Path(sys.argv[4]), "
-            "(int(sys.argv[5]), int(sys.argv[6])))")
-    args = [str(Path(__file__).resolve().parent), family, str(run_dir), str(data), *map(str, size)]
+            f"(int(sys.argv[5]), int(sys.argv[6])){extra})")
+    args = [str(Path(__file__).resolve().parent), family, str(run_dir), str(data), *map(str, size),
+            ",".join(formats)]
     return subprocess.run([sys.executable, "-c", code, *args], check=False).returncode
 
 
-def _prepare(family: str, run_dir: Path, data: Path, size: tuple[int, int]) -> str | None:
-    """Build and export where not done yet; None, or which step failed."""
+def _prepare(family: str, run_dir: Path, data: Path, size: tuple[int, int],
+             runtimes: list[str]) -> str | None:
+    """Build and export (ONNX, and SavedModel where timed) where not done yet; None or why not."""
+    formats = ("onnx", "savedmodel") if "savedmodel" in runtimes else ("onnx",)
     for step, done in (("build", run_dir / "segmenter" / "model.keras"),
                        ("export", run_dir / "export_parity.json")):
-        if not done.is_file() and _in_subprocess(step, family, run_dir, data, size) != 0:
+        if not done.is_file() and _in_subprocess(step, family, run_dir, data, size,
+                                                 formats) != 0:
             return f"{step} failed (see the output above)"
     return None
 
@@ -95,7 +101,7 @@ def main() -> None:
     parser.add_argument("--runtimes", default="keras,tf_function,savedmodel,onnx,tensorrt,tftrt")
     parser.add_argument("--size", type=int, nargs=2, default=(256, 1600))
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", default=None, help="keep the run directories here")
     args = parser.parse_args()
@@ -105,7 +111,7 @@ def main() -> None:
     for family in args.families.split(","):
         run_dir = work / family
         print(f"== {family}: build and export", flush=True)
-        failed = _prepare(family, run_dir, data, tuple(args.size))
+        failed = _prepare(family, run_dir, data, tuple(args.size), args.runtimes.split(","))
         if failed:
             exports[family] = {"failed": failed}
             continue

@@ -96,9 +96,12 @@ def tensorrt_status() -> str | None:
     try:
         import_tensorrt()
         cudart = import_cudart()
-        count = _cuda(cudart.cudaGetDeviceCount())
     except SteelKerasError as exc:
         return str(exc)
+    try:
+        count = _cuda(cudart.cudaGetDeviceCount())
+    except SteelKerasError as exc:
+        return f"TensorRT is installed but CUDA cannot reach a GPU ({exc}); use `--format onnx`"
     if not count:
         return "TensorRT is installed but no CUDA GPU is visible; use `--format onnx`"
     return None
