@@ -272,11 +272,12 @@ plt.show()
 
 # %% [markdown]
 # Read the table above with its setting in mind: one small U-Net, a few epochs, a few
-# hundred images (a handful in smoke mode). Dice-based losses usually draw larger, bolder
-# masks, and so more false masks on empty pairs; plain BCE tends to stay timid on the small
-# classes. Both of those costs are visible in the table's columns. A false mask on an empty
-# pair is exactly the costly mistake of chapter 2, which is why the pipeline gates and
-# post-processes the segmenter's output (chapter 5) rather than trusting it alone.
+# hundred images (a handful in smoke mode). What to look for: Dice-based losses tend to draw
+# bolder masks, which shows as more false masks on empty pairs (the last column but one), and
+# plain BCE tends to stay timid on the small classes, which shows in their Dice; whether that
+# happened in this run is in the numbers above. A false mask on an empty pair is exactly the
+# costly mistake of chapter 2, which is why the pipeline gates and post-processes the
+# segmenter's output (chapter 5) rather than trusting it alone.
 
 # %% [markdown]
 # ## 5. One model per class: what changes for class 2
