@@ -100,6 +100,9 @@ def test_custom_shape():
         ("1.5 2", "'1.5' is not an integer"),
         ("1 2 3 4e1", "'4e1' is not an integer"),
         ("1,2", "'1,2' is not an integer"),
+        ("+-3 4", "'\\+-3' is not an integer"),
+        ("1-2 3", "'1-2' is not an integer"),
+        ("99999999999999999999 2", "far past the end"),
         ("0 3", "starts at 0"),
         ("-4 3", "starts at -4"),
         ("5 0", "has length 0"),
@@ -116,6 +119,34 @@ def test_malformed_rle_raises_value_error_saying_what_is_wrong(rle, message):
     assert "0002cc93b.jpg" in str(info.value) and "class 3" in str(info.value)
     with pytest.raises(RLEError, match=message):
         validate_rle(rle)
+
+
+def test_parsing_leaves_other_threads_warning_filters_alone():
+    """Regression: parsing once used warnings.catch_warnings(), which is process-wide, so a
+    warning raised by Keras in another thread while the data pipeline decoded masks became an
+    exception."""
+    import threading
+    import warnings
+
+    stop = threading.Event()
+
+    def decode_forever():
+        while not stop.is_set():
+            with pytest.raises(RLEError):
+                validate_rle("1 x")
+            decode_rle("1 3 10 2")
+
+    worker = threading.Thread(target=decode_forever)
+    worker.start()
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            for _ in range(2000):
+                warnings.warn("harmless", DeprecationWarning, stacklevel=1)
+    finally:
+        stop.set()
+        worker.join()
+    assert len(seen) == 2000
 
 
 def test_non_string_rle_is_an_error():
