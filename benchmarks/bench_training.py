@@ -1,0 +1,491 @@
+"""Training throughput and peak memory of every model family: is training input-bound?
+
+For each model family, image size and feed, one training run of ``model.fit`` (batch 8, Adam,
+random weights) in its own subprocess, so that its peak resident memory (``ru_maxrss`` of that
+process) is its own. Two feeds:
+
+- ``pipeline``: the real input pipeline, ``segmentation_dataset`` / ``classification_dataset``
+  (``steel_keras.data.pipelines``) with shuffling and :func:`make_augmentation`'s defaults
+  (flips, brightness and contrast), decoding JPEG files every step;
+- ``in-memory``: the same images, unaugmented, loaded once with ``load_arrays`` and fed by
+  ``tf.data.Dataset.from_tensor_slices(...).batch(8)``: the ceiling.
+
+``pipeline / in-memory`` (of images per second) says whether training is input-bound: the bar
+is 90 % or more. The two feeds of a (family, size) run back to back, their order alternating
+from one family to the next, so that load from other processes hits both alike.
+
+A step's time is the wall time between the ends of consecutive batches (a ``fit`` callback), so
+it includes waiting for data. The first ``--warmup`` steps (the first one traces the graph) are
+left out; then steps are timed until there are at least ``--steps`` of them and they took at
+least ``--min-seconds``, so that batches the pipeline buffered while the graph was traced cannot
+hide a slow pipeline. The table gives the median step; the JSON also has the mean and the CPU
+time per step (all threads of the process: it hardly depends on other load).
+
+The dataset is ``steel_keras.synthetic.generate_dataset``'s (64 train images, generated once
+into ``benchmarks/.cache``), else ``bench_pipeline.py``'s plain textured-noise one.
+
+    python benchmarks/bench_training.py [--families small_cnn,unet_resnet18]
+        [--sizes 128x800,256x1600] [--skip-slow] [--warmup 3] [--steps 5] [--min-seconds 10]
+
+``--skip-slow`` leaves out the families in ``SLOW`` at 256 x 1600 (on 2 CPU cores each takes
+minutes there). ``--write-as NAME`` writes ``results/NAME.{json,md}`` instead of ``training``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table, write_results  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+# Every finished run is appended here, so that --reuse can assemble a table across invocations.
+RUN_LOG = CACHE / "training-runs.jsonl"
+BATCH = 8
+N_IMAGES = 64
+SIZES = ((128, 800), (256, 1600))
+FEEDS = ("pipeline", "in-memory")
+
+# family -> (kind, builder arguments)
+FAMILIES: dict[str, tuple[str, dict]] = {
+    "small_cnn": ("classifier", {"backbone": "small_cnn"}),
+    "mobilenetv2": ("classifier", {"backbone": "mobilenetv2"}),
+    "efficientnetb0": ("classifier", {"backbone": "efficientnetb0"}),
+    "xception": ("classifier", {"backbone": "xception"}),
+    "unet_resnet18": ("segmenter", {"arch": "unet", "backbone": "resnet18"}),
+    "fpn_resnet18": ("segmenter", {"arch": "fpn", "backbone": "resnet18"}),
+    "linknet_resnet18": ("segmenter", {"arch": "linknet", "backbone": "resnet18"}),
+    "unet_xception": ("segmenter", {"arch": "unet_xception"}),
+    "unet_separable": ("segmenter", {"arch": "unet_separable"}),
+}
+# The slowest families at 256 x 1600 on 2 CPU cores, left out there by --skip-slow. One-step
+# probes (in memory, shared machine at load 1-6): xception 63 s/step and 11 GB, unet_xception
+# 100 s/step and 15 GB, unet_resnet18 56 s/step and 7 GB, fpn_resnet18 over 300 s for its
+# first two steps and 14 GB; linknet_resnet18 has the same ResNet18 encoder at full size.
+SLOW = ("xception", "unet_xception", "unet_resnet18", "fpn_resnet18", "linknet_resnet18")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    height, width = text.lower().split("x")
+    return int(height), int(width)
+
+
+def size_name(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def dataset_dir(n_images: int = N_IMAGES) -> tuple[Path, str]:
+    """The cached synthetic dataset, generated on first use."""
+    try:
+        from steel_keras.synthetic import generate_dataset
+    except ImportError:
+        generate_dataset = None
+    source = "steel_keras.synthetic" if generate_dataset else "plain noise (bench_pipeline's)"
+    root = CACHE / f"training-{n_images}-{'synthetic' if generate_dataset else 'plain'}"
+    if (root / "train.csv").exists() and (root / "train_images").is_dir():
+        return root, source
+    print(f"generating {n_images} images into {root}", flush=True)
+    if generate_dataset:
+        generate_dataset(root, n_train=n_images, n_test=0, seed=0, progress=False)
+    else:
+        from bench_pipeline import write_plain_dataset
+
+        write_plain_dataset(root, n_images)
+    return root, source
+
+
+# ---------------------------------------------------------------- child: one training run
+
+
+def child(family: str, size: tuple[int, int], feed: str, data: Path, args) -> dict:
+    """Train ``family`` at ``size`` on ``feed``; return step times and peak memory."""
+    import keras
+    import tensorflow as tf
+
+    from steel_keras.data import SteelDataset, make_augmentation
+    from steel_keras.data.pipelines import (
+        classification_dataset,
+        load_arrays,
+        segmentation_dataset,
+    )
+    from steel_keras.losses import get_loss
+    from steel_keras.models import build_classifier, build_segmenter
+
+    keras.utils.set_random_seed(0)
+    kind, spec = FAMILIES[family]
+    ds = SteelDataset(data)
+    ids = ds.train_image_ids
+    if kind == "classifier":
+        model = build_classifier(input_shape=(*size, 1), **spec)
+        loss = "binary_crossentropy"
+    else:
+        model = build_segmenter(input_shape=(*size, 1), classes=4, **spec)
+        loss = get_loss("bce_dice")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+
+    if feed == "pipeline":
+        common = {
+            "image_size": size,
+            "batch_size": BATCH,
+            "augment": make_augmentation(),
+            "shuffle": True,
+            "repeat": True,
+            "seed": 0,
+        }
+        if kind == "classifier":
+            batches = classification_dataset(ds, ids, target="binary", **common)
+        else:
+            batches = segmentation_dataset(ds, ids, **common)
+    else:
+        arrays = load_arrays(
+            ds, ids, size, kind="segmentation" if kind == "segmenter" else "classification"
+        )
+        batches = tf.data.Dataset.from_tensor_slices(arrays).batch(BATCH).repeat()
+        del arrays
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ends: list[tuple[float, float]] = []
+            self.timed_from: int | None = None
+
+        def on_train_batch_end(self, batch, logs=None) -> None:
+            self.ends.append((time.perf_counter(), time.process_time()))
+            done = len(self.ends) - args.warmup  # timed steps so far
+            if done >= args.steps:
+                elapsed = self.ends[-1][0] - self.ends[args.warmup - 1][0]
+                if elapsed >= args.min_seconds or done >= args.max_steps:
+                    self.model.stop_training = True
+
+    timer = StepTimer()
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    model.fit(
+        batches,
+        epochs=1,
+        steps_per_epoch=args.warmup + args.max_steps,
+        callbacks=[timer],
+        verbose=0,
+    )
+    fit_s = time.perf_counter() - start
+    ends = timer.ends[args.warmup - 1 :]
+    wall = [b[0] - a[0] for a, b in zip(ends, ends[1:], strict=False)]
+    cpu = [b[1] - a[1] for a, b in zip(ends, ends[1:], strict=False)]
+    return {
+        "family": family,
+        "kind": kind,
+        "size": size_name(size),
+        "feed": feed,
+        "params": model.count_params(),
+        "warmup_steps": args.warmup,
+        "timed_steps": len(wall),
+        "first_step_s": timer.ends[0][0] - start,
+        "fit_s": fit_s,
+        "step_s_median": statistics.median(wall),
+        "step_s_mean": statistics.fmean(wall),
+        "step_s_all": [round(t, 4) for t in wall],
+        "cpu_s_per_step_median": statistics.median(cpu),
+        # Linux: kilobytes.
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
+
+
+# ---------------------------------------------------------------- parent: run every child
+
+
+def run_child(family: str, size: tuple[int, int], feed: str, data: Path, args) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        family,
+        size_name(size),
+        feed,
+        "--data",
+        str(data),
+        "--warmup",
+        str(args.warmup),
+        "--steps",
+        str(args.steps),
+        "--min-seconds",
+        str(args.min_seconds),
+        "--max-steps",
+        str(args.max_steps),
+        "--timeout",
+        str(args.timeout),
+    ]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired as e:
+        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
+        return {
+            "family": family,
+            "size": size_name(size),
+            "feed": feed,
+            "error": f"timed out after {args.timeout} s",
+            "stderr_tail": _tail(stderr),
+        }
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        hung = "Timeout (" in (proc.stderr or "")
+        why = "hung (thread stacks in stderr_tail)" if hung else f"exit {proc.returncode}"
+        tail = _tail(proc.stderr)
+        return {
+            "family": family,
+            "size": size_name(size),
+            "feed": feed,
+            "error": f"{why}: {tail.splitlines()[-1] if tail else '(no output)'}",
+            "stderr_tail": tail,
+        }
+    result = json.loads(lines[-1][len("RESULT ") :])
+    result["process_s"] = time.perf_counter() - start
+    return result
+
+
+def _settings(args, data: Path) -> dict:
+    """What must match for a logged run to be reused."""
+    return {
+        "data": str(Path(data).resolve()),
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "min_seconds": args.min_seconds,
+        "max_steps": args.max_steps,
+    }
+
+
+def _logged_runs(settings: dict) -> dict[tuple[str, str, str], dict]:
+    """The latest successful logged run of each (family, size, feed) with these settings."""
+    runs: dict[tuple[str, str, str], dict] = {}
+    if RUN_LOG.exists():
+        for line in RUN_LOG.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.pop("settings", None) == settings:
+                runs[record["family"], record["size"], record["feed"]] = record
+    return runs
+
+
+def _tail(text: str | None, lines: int = 60) -> str:
+    kept = [line for line in (text or "").splitlines() if not line.startswith(("I0000", "W0000"))]
+    return "\n".join(kept[-lines:])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--families",
+        default=",".join(FAMILIES),
+        help=f"comma-separated, from: {', '.join(FAMILIES)}",
+    )
+    parser.add_argument(
+        "--sizes",
+        default=",".join(size_name(s) for s in SIZES),
+        help="comma-separated HxW, e.g. 128x800,256x1600",
+    )
+    parser.add_argument(
+        "--skip-slow", action="store_true", help="leave out the --slow families at 256x1600"
+    )
+    parser.add_argument(
+        "--slow", default=",".join(SLOW), help=f"what --skip-slow leaves out (default {SLOW})"
+    )
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps (>= 1)")
+    parser.add_argument("--steps", type=int, default=5, help="at least this many timed steps")
+    parser.add_argument(
+        "--min-seconds", type=float, default=10.0, help="and time steps for at least this long"
+    )
+    parser.add_argument("--max-steps", type=int, default=300, help="at most this many")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per run")
+    parser.add_argument("--data", type=Path, help="a Kaggle-layout folder instead of the cache")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help=f"take runs already logged in {RUN_LOG.relative_to(HERE.parent)} with the same "
+        "settings instead of running them again",
+    )
+    parser.add_argument("--write-as", default="training", help="results/NAME.{json,md}")
+    parser.add_argument(
+        "--child", nargs=3, metavar=("FAMILY", "SIZE", "FEED"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    args.warmup = max(1, args.warmup)
+
+    if args.child:
+        import faulthandler
+
+        # A hung run leaves its threads' stacks in stderr, which the parent reports.
+        faulthandler.dump_traceback_later(max(1, args.timeout - 15), exit=True)
+        family, size, feed = args.child
+        result = child(family, parse_size(size), feed, args.data, args)
+        print("RESULT " + json.dumps(result), flush=True)
+        try:
+            record = {**result, "settings": _settings(args, args.data)}
+            record["measured_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            with RUN_LOG.open("a") as log:
+                log.write(json.dumps(record) + "\n")
+        except OSError as error:
+            print(f"could not append to {RUN_LOG}: {error}", file=sys.stderr)
+        sys.stderr.flush()
+        # Skip interpreter teardown: joining TensorFlow's threads can hang at exit, and
+        # nothing is left to clean up.
+        os._exit(0)
+
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        parser.error(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    if args.data:
+        data, source = args.data, str(args.data)
+    else:
+        data, source = dataset_dir()
+
+    logged = _logged_runs(_settings(args, data)) if args.reuse else {}
+    load_start = os.getloadavg()
+    wall_start = time.perf_counter()
+    results, skipped = [], []
+    turn = 0
+    for size in sizes:
+        for family in families:
+            if args.skip_slow and family in args.slow.split(",") and size == (256, 1600):
+                skipped.append(f"{family} {size_name(size)}")
+                continue
+            feeds = FEEDS if turn % 2 == 0 else FEEDS[::-1]
+            turn += 1
+            for feed in feeds:
+                r = logged.get((family, size_name(size), feed))
+                if r is not None:
+                    r = {**r, "reused": True}
+                else:
+                    r = run_child(family, size, feed, data, args)
+                results.append(r)
+                if "error" in r:
+                    print(f"  {family:17} {size_name(size):8} {feed:9}: {r['error']}", flush=True)
+                else:
+                    print(
+                        f"  {family:17} {size_name(size):8} {feed:9}: "
+                        f"{r['step_s_median']:.3f} s/step (mean {r['step_s_mean']:.3f}, "
+                        f"{r['timed_steps']} steps), {r['cpu_s_per_step_median']:.3f} CPU s/step, "
+                        f"peak {r['peak_rss_mb']:.0f} MB, load {r['loadavg_before'][0]:.2f}"
+                        f"->{r['loadavg_after'][0]:.2f}, "
+                        + ("reused" if r.get("reused") else f"{r['process_s']:.0f} s"),
+                        flush=True,
+                    )
+    load_end = os.getloadavg()
+    n_reused = sum(1 for r in results if r.get("reused"))
+    total_s = time.perf_counter() - wall_start
+
+    rows, pairs = [], []
+    by_key = {(r["family"], r["size"], r["feed"]): r for r in results}
+    for size in sizes:
+        for family in families:
+            pipe = by_key.get((family, size_name(size), "pipeline"))
+            mem = by_key.get((family, size_name(size), "in-memory"))
+            if pipe is None or mem is None:
+                continue
+            ok = "error" not in pipe and "error" not in mem
+            ratio = mem["step_s_median"] / pipe["step_s_median"] if ok else None
+            cpu_ratio = mem["cpu_s_per_step_median"] / pipe["cpu_s_per_step_median"] if ok else None
+            pairs.append(
+                {"family": family, "size": size_name(size), "ratio": ratio, "cpu_ratio": cpu_ratio}
+            )
+
+            def cell(r: dict, fmt: str, key: str) -> str:
+                return fmt.format(r[key]) if "error" not in r else "failed"
+
+            rows.append(
+                (
+                    family,
+                    size_name(size),
+                    cell(pipe, "{:.3f}", "step_s_median"),
+                    cell(mem, "{:.3f}", "step_s_median"),
+                    f"{BATCH / pipe['step_s_median']:.1f}" if "error" not in pipe else "failed",
+                    f"{BATCH / mem['step_s_median']:.1f}" if "error" not in mem else "failed",
+                    f"{100 * ratio:.0f} %" if ratio is not None else "-",
+                    f"{100 * cpu_ratio:.0f} %" if cpu_ratio is not None else "-",
+                    cell(pipe, "{:.0f}", "peak_rss_mb"),
+                    cell(mem, "{:.0f}", "peak_rss_mb"),
+                    cell(pipe, "{:.2f}", "cpu_s_per_step_median"),
+                    cell(mem, "{:.2f}", "cpu_s_per_step_median"),
+                    f"{pipe.get('loadavg_before', [float('nan')])[0]:.1f}"
+                    f"/{mem.get('loadavg_before', [float('nan')])[0]:.1f}",
+                )
+            )
+    errors = [
+        f"{r['family']} {r['size']} {r['feed']}: {r['error']}" for r in results if "error" in r
+    ]
+    table = (
+        f"Training throughput, batch {BATCH}, Adam, random weights; {N_IMAGES} images "
+        f"({source}); pipeline = tf.data with shuffle + flips + brightness/contrast, "
+        f"in-memory = load_arrays -> from_tensor_slices().batch({BATCH}); median step after "
+        f"{args.warmup} warm-up steps, at least {args.steps} timed steps and "
+        f"{args.min_seconds:g} s; each run in its own process. Load average (1 min) "
+        f"before/after the whole run: {load_start[0]:.2f}/{load_end[0]:.2f} on "
+        f"{os.cpu_count()} cores; {total_s / 60:.1f} min in all."
+        + (
+            f" {n_reused} of {len(results)} runs were reused from earlier invocations "
+            "(--reuse; `measured_utc` in the JSON).\n\n"
+            if n_reused
+            else "\n\n"
+        )
+        + "`ratio` = images/s with the pipeline / images/s in memory (bar: >= 90 %). "
+        "`CPU s/step` counts all threads of the process; `CPU ratio` = CPU s/step in memory / "
+        "with the pipeline, what the ratio would be if the step were CPU-bound on all cores "
+        "(hardly depends on other load). `load` = 1-minute load average when "
+        "the pipeline / in-memory run started.\n\n"
+        + markdown_table(
+            [
+                "family",
+                "size",
+                "s/step pipeline",
+                "s/step in-memory",
+                "images/s pipeline",
+                "images/s in-memory",
+                "ratio",
+                "CPU ratio",
+                "peak RSS MB pipeline",
+                "peak RSS MB in-memory",
+                "CPU s/step pipeline",
+                "CPU s/step in-memory",
+                "load",
+            ],
+            rows,
+        )
+        + ("\nSkipped (--skip-slow): " + ", ".join(skipped) + "\n" if skipped else "")
+        + ("\nFailed: " + "; ".join(errors) + "\n" if errors else "")
+    )
+    write_results(
+        args.write_as,
+        {
+            "batch_size": BATCH,
+            "images": N_IMAGES,
+            "source": source,
+            "warmup_steps": args.warmup,
+            "min_timed_steps": args.steps,
+            "min_timed_seconds": args.min_seconds,
+            "loadavg_before": load_start,
+            "loadavg_after": load_end,
+            "total_s": total_s,
+            "skipped": skipped,
+            "ratios": pairs,
+            "results": results,
+        },
+        table,
+    )
+
+
+if __name__ == "__main__":
+    main()
