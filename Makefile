@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,course]"
 	@touch $@
 
-## The main job: the baseline on the embedded synthetic data (generated on first use).
+## The main job: the baseline on the embedded synthetic data (generated on first use):
+## train, tune, evaluate and write runs/baseline/ (report.md, metrics.json, submission.csv).
 run: $(STAMP)
-	$(BIN)/steel-keras eda --out runs/eda
+	$(BIN)/steel-keras baseline --out runs/baseline
 
 ## The tests CI runs (slow ones are behind `-m slow`; see `make test-all`).
 test: $(STAMP)

@@ -317,7 +317,8 @@ def _train_one_segmenter(keras: Any, strategy: Any, ds: SteelDataset, ids: list[
     with strategy.scope() if strategy else contextlib.nullcontext():
         model = build_segmenter(arch, backbone=cfg.get("backbone"),
                                 input_shape=(None, None, 1) if crop else (*size, 1),
-                                classes=channels, encoder_weights=cfg.get("encoder_weights"))
+                                classes=channels, encoder_weights=cfg.get("encoder_weights"),
+                                **({"width": cfg["width"]} if "width" in cfg else {}))
     for phase_cfg, loss_name, loss_kwargs in phases:
         with strategy.scope() if strategy else contextlib.nullcontext():
             model.compile(optimizer=_optimizer(keras, phase_cfg, steps),

@@ -71,10 +71,12 @@ def classifier_head(features, dropout: float = 0.2):
 def build_small_cnn(input_shape: tuple[int, int, int]):
     """Exercise 3.3: the chapter's small CNN as a ``keras.Model``.
 
-    Five blocks, with 8, 16, 32, 64 and 128 filters; each block is
+    First each image is standardised on its own (zero mean, unit variance):
+    ``keras.layers.LayerNormalization(axis=(1, 2, 3), epsilon=1e-6, center=False,
+    scale=False)``. Then five blocks, with 8, 16, 32, 64 and 128 filters; each block is
 
     - ``keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)``,
-    - ``keras.layers.BatchNormalization()``,
+    - ``keras.layers.BatchNormalization(momentum=0.9)``,
     - ``keras.layers.ReLU()``,
 
     then the head of exercise 3.2 (global average pooling, dropout 0.2, one sigmoid unit).
@@ -89,6 +91,8 @@ def build_small_cnn(input_shape: tuple[int, int, int]):
     Hints:
         - ``image = keras.Input(shape=input_shape)``, then a loop over the filter counts.
         - Without a bias the batch normalisation's offset does the bias's job.
+        - The chapter explains the standardisation and the momentum: without them this
+          network trains but predicts at chance on new images.
         - ``keras.Model(image, outputs)``; your ``classifier_head`` gives the outputs.
     """
     raise NotImplementedError("Exercise 3.3: build_small_cnn is not written yet")

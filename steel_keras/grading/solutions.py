@@ -91,10 +91,21 @@ def classifier_head(features, dropout: float = 0.2):
 
 
 def build_small_cnn(input_shape: tuple[int, int, int]):
-    """The library's small CNN classifier for ``input_shape``."""
-    from steel_keras.models import build_classifier
+    """The chapter's small CNN: per-image standardisation, five conv blocks, the head above.
 
-    return build_classifier("small_cnn", input_shape=input_shape)
+    The library's ``build_classifier("small_cnn")`` has the same blocks and pools the
+    features by their mean and their maximum (128 more weights in the head).
+    """
+    import keras
+
+    image = keras.Input(shape=input_shape)
+    x = keras.layers.LayerNormalization(axis=(1, 2, 3), epsilon=1e-6, center=False,
+                                        scale=False)(image)
+    for filters in (8, 16, 32, 64, 128):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = keras.layers.ReLU()(x)
+    return keras.Model(image, classifier_head(x))
 
 
 def threshold_for_recall(truth: np.ndarray, score: np.ndarray, target_recall: float) -> float:

@@ -15,7 +15,13 @@ import keras
 
 from steel_keras.constants import NUM_CLASSES
 from steel_keras.errors import ConfigError
-from steel_keras.models._inputs import check_input_shape, gray_to_rgb, preprocessing_layer
+from steel_keras.models._inputs import (
+    BN_MOMENTUM,
+    check_input_shape,
+    gray_to_rgb,
+    preprocessing_layer,
+    standardize_image,
+)
 
 apps = keras.applications
 
@@ -93,7 +99,18 @@ def build_classifier(
         features = _small_cnn_features(image)
     else:
         features = _application_features(image, backbone, shape, encoder_weights)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    if backbone == SMALL_CNN:
+        # A defect is a small local anomaly: the mean over the whole sheet dilutes it (a
+        # global-average-pooled small CNN stayed at chance on the synthetic data), the maximum
+        # keeps the strongest response; the mean still says how much of it there is.
+        x = keras.layers.Concatenate(name="pool")(
+            [
+                keras.layers.GlobalAveragePooling2D(name="pool_avg")(features),
+                keras.layers.GlobalMaxPooling2D(name="pool_max")(features),
+            ]
+        )
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = _heads(x, multilabel)
     return keras.Model(image, outputs, name=f"classifier_{backbone}")
@@ -120,13 +137,14 @@ def _application_features(image, backbone: str, shape, encoder_weights: str | No
 
 
 def _small_cnn_features(image):
-    """Conv blocks that halve the size each time: conv 3x3 stride 2, batch norm, ReLU."""
-    x = image
+    """Per-image standardisation, then conv blocks that halve the size each time: conv 3x3
+    stride 2, batch norm, ReLU."""
+    x = standardize_image(image)
     for i, filters in enumerate(_SMALL_CNN_FILTERS, start=1):
         x = keras.layers.Conv2D(
             filters, 3, strides=2, padding="same", use_bias=False, name=f"block{i}_conv"
         )(x)
-        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i}_bn")(x)
         x = keras.layers.ReLU(name=f"block{i}_relu")(x)
     return x
 

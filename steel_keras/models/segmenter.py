@@ -75,6 +75,7 @@ def build_segmenter(
     classes: int = 4,
     encoder_weights: str | None = None,
     activation: str = "sigmoid",
+    width: float = 1.0,
 ) -> keras.Model:
     """Build a segmenter for grayscale images in `[0, 1]`.
 
@@ -90,6 +91,8 @@ def build_segmenter(
         encoder_weights: str or None. `"imagenet"` (downloaded on first use) or `None`.
             Defaults to `None`.
         activation: str. Activation of the `masks` layer. Defaults to `"sigmoid"`.
+        width: float. `unet_separable` only: multiplies its numbers of filters (0.5 for
+            quick CPU runs). Defaults to `1.0`.
 
     Returns:
         A `keras.Model` named `{arch}_{backbone}` (or `unet_separable`) that maps
@@ -112,7 +115,9 @@ def build_segmenter(
     if arch == "unet_separable":
         if encoder_weights:
             raise ConfigError("unet_separable has no pretrained encoder: use encoder_weights=None")
-        return build_unet_separable(input_shape, classes, activation)
+        return build_unet_separable(input_shape, classes, activation, width=width)
+    if width != 1.0:
+        raise ConfigError(f"width applies to unet_separable only, not to {arch!r}")
     if arch == "unet_xception":
         return build_unet_xception(input_shape, classes, encoder_weights, activation)
     return _build_sm(arch, backbone, input_shape, classes, encoder_weights, activation)

@@ -65,7 +65,10 @@ def test_build_small_cnn_blocks(impl):
     assert [c.filters for c in convs] == SMALL_CNN_FILTERS
     assert all(c.strides == (2, 2) and c.kernel_size == (3, 3) and c.padding == "same"
                and not c.use_bias for c in convs)
-    assert len(layers_of(model, keras.layers.BatchNormalization)) == 5
+    norms = layers_of(model, keras.layers.BatchNormalization)
+    assert len(norms) == 5 and all(n.momentum == pytest.approx(0.9) for n in norms)
+    standardize = layers_of(model, keras.layers.LayerNormalization)
+    assert len(standardize) == 1 and tuple(standardize[0].axis) == (1, 2, 3)
     assert len(layers_of(model, keras.layers.ReLU)) + sum(
         getattr(layer, "activation", None) is keras.activations.relu
         for layer in layers_of(model, keras.layers.Activation)) == 5
