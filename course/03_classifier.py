@@ -190,9 +190,9 @@ plot_training_curves(history.history)
 # is a small local anomaly; the mean over the whole sheet dilutes it, the maximum keeps the
 # strongest response. That adds 128 weights to the dense layer (checked below). And
 # `train_classifier` trains it from a recipe: the same pipeline and augmentation, a cosine
-# learning-rate schedule, early stopping on the validation AUC, the best checkpoint saved as `model.keras`, the history as a CSV, and a
-# summary. The recipe `quick-cpu` is the library's CPU recipe; we override its image size and
-# epochs to match this chapter.
+# learning-rate schedule, early stopping on the validation AUC, the best checkpoint saved
+# as `model.keras`, the history as a CSV, and a summary. The recipe `quick-cpu` is the
+# library's CPU recipe; we override its image size and epochs to match this chapter.
 
 # %%
 library_model = build_classifier("small_cnn", input_shape=(*IMAGE_SIZE, 1))
