@@ -231,15 +231,34 @@ def _classifier_summary(model: Any, val: Any, labels: np.ndarray) -> dict[str, A
             "val_auc": roc_auc(truth, prob)}
 
 
+def multilabel_pool(ds: SteelDataset, train_ids: list[str], train_on: str,
+                    clean_fraction: float = 0.0, seed: int = 0) -> list[str]:
+    """The training images of a multi-label segmenter.
+
+    ``train_on="all"`` takes every image; ``"defective"`` takes the images with a defect plus
+    ``clean_fraction`` (0 to 1) of the defect-free ones, drawn from ``seed``: a segmenter that
+    never sees clean steel learns to find a defect in every image.
+    """
+    if train_on not in ("defective", "all"):
+        raise ConfigError(f"train_on must be 'defective' or 'all', got {train_on!r}")
+    if not (isinstance(clean_fraction, int | float) and 0 <= clean_fraction <= 1):
+        raise ConfigError(f"clean_fraction must be a number in [0, 1], got {clean_fraction!r}")
+    if train_on == "all":
+        return list(train_ids)
+    has = ds.class_labels(train_ids).any(axis=1)
+    clean = [i for i, h in zip(train_ids, has, strict=True) if not h]
+    n_clean = int(round(clean_fraction * len(clean)))
+    picked = set(np.random.default_rng(seed).choice(len(clean), size=n_clean, replace=False))
+    return [i for i, h in zip(train_ids, has, strict=True) if h] + [
+        c for j, c in enumerate(clean) if j in picked]
+
+
 def _segmenter_jobs(ds: SteelDataset, train_ids: list[str], cfg: dict[str, Any],
                     seed: int) -> list[tuple[str, int | None, list[str], str]]:
     """(model file, class or None, training ids, architecture) for each model to train."""
     archs = cfg["arch"] if isinstance(cfg["arch"], list) else [cfg["arch"]]
-    if cfg.get("train_on", "defective") == "defective":
-        has = ds.class_labels(train_ids).any(axis=1)
-        pool = [i for i, h in zip(train_ids, has, strict=True) if h]
-    else:
-        pool = list(train_ids)
+    pool = multilabel_pool(ds, train_ids, cfg.get("train_on", "defective"),
+                           cfg.get("clean_fraction", 0.0), seed)
     jobs = []
     for arch in archs:
         prefix = "" if len(archs) == 1 else f"{arch}_"
@@ -265,6 +284,8 @@ def train_segmenter(
     single-channel model per class trains on that class's images plus a share of the others.
     A recipe whose ``arch`` is a list (e.g. ``["unet", "fpn"]``) trains one model per
     architecture; the pipeline averages them.
+    The recipe's ``train_on`` (``"all"`` or ``"defective"``) and ``clean_fraction`` choose a
+    multi-label model's training images (:func:`multilabel_pool`).
 
     Args: as :func:`train_classifier`, for the recipe's segmenter section.
 

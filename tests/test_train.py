@@ -141,3 +141,26 @@ def test_predict_without_test_images_is_an_error(trained_run, tmp_path):
     (tmp_path / "train_images").mkdir()
     with pytest.raises(DataError):
         predict_run(run, tmp_path, tmp_path / "s.csv")
+
+
+def test_multilabel_pool_adds_a_share_of_clean_images(tiny_dataset):
+    from steel_keras.data import open_dataset
+    from steel_keras.train import multilabel_pool
+
+    ds = open_dataset(tiny_dataset)
+    ids = ds.train_image_ids
+    has = ds.class_labels(ids).any(axis=1)
+    defective = {i for i, h in zip(ids, has, strict=True) if h}
+    clean = {i for i, h in zip(ids, has, strict=True) if not h}
+    assert defective and clean
+    assert set(multilabel_pool(ds, ids, "defective")) == defective
+    assert multilabel_pool(ds, ids, "all") == list(ids)
+    half = multilabel_pool(ds, ids, "defective", clean_fraction=0.5, seed=1)
+    added = set(half) - defective
+    assert added <= clean and len(added) == round(0.5 * len(clean))
+    assert half == multilabel_pool(ds, ids, "defective", clean_fraction=0.5, seed=1)
+    assert set(multilabel_pool(ds, ids, "defective", clean_fraction=1.0)) == set(ids)
+    with pytest.raises(ConfigError, match="clean_fraction"):
+        multilabel_pool(ds, ids, "defective", clean_fraction=2)
+    with pytest.raises(ConfigError, match="train_on"):
+        multilabel_pool(ds, ids, "clean")
