@@ -20,7 +20,7 @@
 # ## Setup: a classifier and a segmenter
 #
 # Chapters 3 and 4 built and trained both stages. Here we train them with the library's
-# `quick-cpu` recipe (a small CNN classifier; the keras.io separable U-Net with BCE + Dice)
+# `quick-cpu` recipe (a small CNN classifier; the keras.io separable U-Net with plain BCE)
 # into one run directory, which is what `steel-keras baseline` does first. A recipe is a JSON
 # file; we write a copy that only turns off the progress bars.
 #
