@@ -5,12 +5,14 @@ at 256 x 1600, batch 8:
 
 1. a run directory with an untrained segmenter whose batch-norm statistics are set from real
    images (``steel_keras.deploy.demo``: outputs spread like a trained model's, not saturated),
-   exported to ONNX and SavedModel with ``export_run`` (conversion in a fresh subprocess, parity
-   on 8 real images) -- all of this in a subprocess of its own per family, so that this process
-   never loads TensorFlow;
+   exported to ONNX, SavedModel and INT8 ONNX (ONNX Runtime's static quantisation, calibrated
+   on 32 real images) with ``export_run`` (conversion in a fresh subprocess, parity on 8 real
+   images) -- all of this in a subprocess of its own per family, so that this process never
+   loads TensorFlow;
 2. ``benchmark_run``: the same two real batches through keras (``model.predict``), tf_function,
-   savedmodel, onnx, tensorrt and tftrt, each runtime in its own subprocess, taking turns for
-   ``--rounds`` rounds; TensorRT and TF-TRT are listed as skipped where they cannot run.
+   savedmodel, onnx, onnx_int8, tensorrt and tftrt, each runtime in its own subprocess, taking
+   turns for ``--rounds`` rounds; TensorRT and TF-TRT are listed as skipped where they cannot
+   run.
 
 Writes ``results/runtimes.json`` and ``results/runtimes.md``.
 
@@ -58,7 +60,7 @@ def export(family: str, run_dir: Path, data: Path, size: tuple[int, int],
     parity = {}
     for fmt in formats:
         result = export_run(run_dir, fmt, parity_images=8, batch=4, stages=("segmenter",),
-                            log=print)
+                            calibration_images=32, log=print)
         parity[fmt] = result.parity["segmenter/model"] | {
             "export_seconds": result.seconds["segmenter/model"]}
     (run_dir / "export_parity.json").write_text(json.dumps(parity, indent=2))
@@ -79,7 +81,7 @@ def _in_subprocess(step: str, family: str, run_dir: Path, data: Path,
 def _prepare(family: str, run_dir: Path, data: Path, size: tuple[int, int],
              runtimes: list[str]) -> str | None:
     """Build and export (ONNX, and SavedModel where timed) where not done yet; None or why not."""
-    formats = ("onnx", "savedmodel") if "savedmodel" in runtimes else ("onnx",)
+    formats = ("onnx",) + tuple(f for f in ("savedmodel", "onnx_int8") if f in runtimes)
     for step, done in (("build", run_dir / "segmenter" / "model.keras"),
                        ("export", run_dir / "export_parity.json")):
         if not done.is_file() and _in_subprocess(step, family, run_dir, data, size,
@@ -98,7 +100,8 @@ def _dataset(root: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--runtimes", default="keras,tf_function,savedmodel,onnx,tensorrt,tftrt")
+    parser.add_argument("--runtimes",
+                        default="keras,tf_function,savedmodel,onnx,onnx_int8,tensorrt,tftrt")
     parser.add_argument("--size", type=int, nargs=2, default=(256, 1600))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=2)
@@ -141,15 +144,16 @@ def _table(results: list[dict], exports: dict) -> str:
               "load_average": [results[0]["load_average"][0], results[-1]["load_average"][1]]
               if results[0].get("load_average") else None}
     lines = ["# Runtimes at full size on this machine", "", "`" + " ".join(sys.argv) + "`", "",
-             markdown_report(merged), "ONNX export parity with Keras (8 real images, at export):",
-             "", "| family | max abs diff | Dice agreement | export s |", "|---|---|---|---|"]
+             markdown_report(merged), "Export parity with Keras (8 real images, at export):",
+             "", "| family | export | max abs diff | Dice agreement | export s |",
+             "|---|---|---|---|---|"]
     for family, parity in exports.items():
         if "failed" in parity:
-            lines.append(f"| {family} | {parity['failed']} | | |")
+            lines.append(f"| {family} | {parity['failed']} | | | |")
             continue
-        onnx = parity["onnx"]
-        lines.append(f"| {family} | {onnx['max_abs_diff']:.1e} | {onnx['dice_agreement']:.5f} "
-                     f"| {onnx['export_seconds']:.0f} |")
+        for fmt, record in parity.items():
+            lines.append(f"| {family} | {fmt} | {record['max_abs_diff']:.1e} | "
+                         f"{record['dice_agreement']:.5f} | {record['export_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

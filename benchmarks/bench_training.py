@@ -8,7 +8,10 @@ process) is its own. Two feeds:
   (``steel_keras.data.pipelines``) with shuffling and :func:`make_augmentation`'s defaults
   (flips, brightness and contrast), decoding JPEG files every step;
 - ``in-memory``: the same images, unaugmented, loaded once with ``load_arrays`` and fed by
-  ``tf.data.Dataset.from_tensor_slices(...).batch(8)``: the ceiling.
+  ``tf.data.Dataset.from_tensor_slices(...).batch(8)``: the ceiling;
+- ``cached`` (only for the ``--cached-for`` families, the fast ones): the real pipeline with
+  ``cache=True``, as the ``quick-cpu`` recipe trains (``"cache": true``): JPEG decoding and
+  resizing once, then only the augmentation each step.
 
 ``pipeline / in-memory`` (of images per second) says whether training is input-bound: the bar
 is 90 % or more. The two feeds of a (family, size) run back to back, their order alternating
@@ -54,6 +57,7 @@ BATCH = 8
 N_IMAGES = 64
 SIZES = ((128, 800), (256, 1600))
 FEEDS = ("pipeline", "in-memory")
+CACHED_FOR = ("small_cnn", "unet_separable")
 
 # family -> (kind, builder arguments)
 FAMILIES: dict[str, tuple[str, dict]] = {
@@ -124,6 +128,8 @@ def child(family: str, size: tuple[int, int], feed: str, data: Path, args) -> di
     kind, spec = FAMILIES[family]
     ds = SteelDataset(data)
     ids = ds.train_image_ids
+    if feed == "cached":  # time only steps served from the cache: the first epoch decodes
+        args.warmup = max(args.warmup, -(-len(ids) // BATCH) + 1)
     if kind == "classifier":
         model = build_classifier(input_shape=(*size, 1), **spec)
         loss = "binary_crossentropy"
@@ -132,8 +138,9 @@ def child(family: str, size: tuple[int, int], feed: str, data: Path, args) -> di
         loss = get_loss("bce_dice")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
 
-    if feed == "pipeline":
+    if feed in ("pipeline", "cached"):
         common = {
+            "cache": feed == "cached",
             "image_size": size,
             "batch_size": BATCH,
             "augment": make_augmentation(),
@@ -316,6 +323,11 @@ def main(argv: list[str] | None = None) -> None:
         help=f"take runs already logged in {RUN_LOG.relative_to(HERE.parent)} with the same "
         "settings instead of running them again",
     )
+    parser.add_argument(
+        "--cached-for",
+        default=",".join(CACHED_FOR),
+        help="families that also train on the cached pipeline (feed `cached`)",
+    )
     parser.add_argument("--write-as", default="training", help="results/NAME.{json,md}")
     parser.add_argument(
         "--child", nargs=3, metavar=("FAMILY", "SIZE", "FEED"), help=argparse.SUPPRESS
@@ -364,6 +376,8 @@ def main(argv: list[str] | None = None) -> None:
                 skipped.append(f"{family} {size_name(size)}")
                 continue
             feeds = FEEDS if turn % 2 == 0 else FEEDS[::-1]
+            if family in args.cached_for.split(","):
+                feeds = (*feeds, "cached")
             turn += 1
             for feed in feeds:
                 r = logged.get((family, size_name(size), feed))
@@ -394,13 +408,25 @@ def main(argv: list[str] | None = None) -> None:
         for family in families:
             pipe = by_key.get((family, size_name(size), "pipeline"))
             mem = by_key.get((family, size_name(size), "in-memory"))
+            cached = by_key.get((family, size_name(size), "cached"))
             if pipe is None or mem is None:
                 continue
             ok = "error" not in pipe and "error" not in mem
             ratio = mem["step_s_median"] / pipe["step_s_median"] if ok else None
+            cached_ratio = (
+                mem["step_s_median"] / cached["step_s_median"]
+                if ok and cached is not None and "error" not in cached
+                else None
+            )
             cpu_ratio = mem["cpu_s_per_step_median"] / pipe["cpu_s_per_step_median"] if ok else None
             pairs.append(
-                {"family": family, "size": size_name(size), "ratio": ratio, "cpu_ratio": cpu_ratio}
+                {
+                    "family": family,
+                    "size": size_name(size),
+                    "ratio": ratio,
+                    "cpu_ratio": cpu_ratio,
+                    "cached_ratio": cached_ratio,
+                }
             )
 
             def cell(r: dict, fmt: str, key: str) -> str:
@@ -415,6 +441,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"{BATCH / pipe['step_s_median']:.1f}" if "error" not in pipe else "failed",
                     f"{BATCH / mem['step_s_median']:.1f}" if "error" not in mem else "failed",
                     f"{100 * ratio:.0f} %" if ratio is not None else "-",
+                    cell(cached, "{:.3f}", "step_s_median") if cached else "-",
+                    f"{100 * cached_ratio:.0f} %" if cached_ratio is not None else "-",
                     f"{100 * cpu_ratio:.0f} %" if cpu_ratio is not None else "-",
                     cell(pipe, "{:.0f}", "peak_rss_mb"),
                     cell(mem, "{:.0f}", "peak_rss_mb"),
@@ -441,7 +469,9 @@ def main(argv: list[str] | None = None) -> None:
             if n_reused
             else "\n\n"
         )
-        + "`ratio` = images/s with the pipeline / images/s in memory (bar: >= 90 %). "
+        + "`ratio` = images/s with the pipeline / images/s in memory (bar: >= 90 %); "
+        "`ratio cached` the same for the pipeline with `cache=True` (decoding once; only the "
+        "augmentation each step), measured for the fast families only. "
         "`CPU s/step` counts all threads of the process; `CPU ratio` = CPU s/step in memory / "
         "with the pipeline, what the ratio would be if the step were CPU-bound on all cores "
         "(hardly depends on other load). `load` = 1-minute load average when "
@@ -455,6 +485,8 @@ def main(argv: list[str] | None = None) -> None:
                 "images/s pipeline",
                 "images/s in-memory",
                 "ratio",
+                "s/step cached",
+                "ratio cached",
                 "CPU ratio",
                 "peak RSS MB pipeline",
                 "peak RSS MB in-memory",

@@ -138,6 +138,17 @@ def _augmentation(cfg: dict[str, Any]) -> Any:
                              brightness_contrast=spec.get("brightness_contrast", False))
 
 
+def _cache(cfg: dict[str, Any]) -> bool:
+    """The recipe's ``cache``: keep decoded, resized images (and masks) in memory after the
+    first epoch, so that later epochs only augment. Worth it where they fit: at 128 x 800 the
+    1,000 synthetic images take 100 MB; the 12,568 real ones at 256 x 1600 take 5 GB, and
+    their masks four times that."""
+    value = cfg.get("cache", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"cache must be true or false, got {value!r}")
+    return value
+
+
 def _image_size(cfg: dict[str, Any]) -> tuple[int, int]:
     size = cfg.get("image_size")
     if not (isinstance(size, list | tuple) and len(size) == 2 and all(
@@ -198,9 +209,11 @@ def train_classifier(
     train_ids, val_ids = ds.split(config["val_fraction"], seed=config["seed"])
     size = _image_size(cfg)
     batch = int(cfg["batch_size"])
+    cache = _cache(cfg)
     train = classification_dataset(ds, train_ids, image_size=size, batch_size=batch,
-                                   augment=_augmentation(cfg), shuffle=True, seed=config["seed"])
-    val = classification_dataset(ds, val_ids, image_size=size, batch_size=batch)
+                                   augment=_augmentation(cfg), shuffle=True, seed=config["seed"],
+                                   cache=cache)
+    val = classification_dataset(ds, val_ids, image_size=size, batch_size=batch, cache=cache)
     steps = math.ceil(len(train_ids) / batch)
     stage_dir = run_dir / "classifier"
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -325,10 +338,12 @@ def _train_one_segmenter(keras: Any, strategy: Any, ds: SteelDataset, ids: list[
     size = _image_size(cfg)
     batch = int(cfg["batch_size"])
     crop = tuple(cfg["crop"]) if cfg.get("crop") else None
+    cache = _cache(cfg)
     train = segmentation_dataset(ds, ids, image_size=size, batch_size=batch, class_id=class_id,
-                                 augment=_augmentation(cfg), shuffle=True, seed=seed, crop=crop)
+                                 augment=_augmentation(cfg), shuffle=True, seed=seed, crop=crop,
+                                 cache=cache)
     val = segmentation_dataset(ds, val_ids, image_size=size, batch_size=batch,
-                               class_id=class_id)
+                               class_id=class_id, cache=cache)
     steps = math.ceil(len(ids) / batch)
     channels = 1 if class_id else 4
     phases = [(cfg, cfg["loss"], cfg.get("loss_kwargs", {}))]

@@ -164,3 +164,13 @@ def test_multilabel_pool_adds_a_share_of_clean_images(tiny_dataset):
         multilabel_pool(ds, ids, "defective", clean_fraction=2)
     with pytest.raises(ConfigError, match="train_on"):
         multilabel_pool(ds, ids, "clean")
+
+
+def test_cache_must_be_a_boolean(tiny_dataset, tmp_path):
+    from steel_keras.train import train_classifier
+
+    recipe = tmp_path / "cache.json"
+    recipe.write_text(json.dumps({**TINY, "classifier": {**TINY["classifier"], "cache": "yes"}}))
+    with pytest.raises(ConfigError, match="cache must be true or false"):
+        train_classifier(tiny_dataset, tmp_path / "run", str(recipe))
+    assert load_recipe("quick-cpu")["classifier"]["cache"] is True

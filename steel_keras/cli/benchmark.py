@@ -11,7 +11,7 @@ from steel_keras.cli._args import existing_dir, non_negative_int, positive_int
 NAME = "benchmark"
 HELP = ("time keras, tf_function, savedmodel, onnx, tensorrt and tftrt on a run's models: "
         "throughput, p50/p95 latency, peak memory, parity with Keras")
-RUNTIMES = ("keras", "tf_function", "savedmodel", "onnx", "tensorrt", "tftrt")
+RUNTIMES = ("keras", "tf_function", "savedmodel", "onnx", "onnx_int8", "tensorrt", "tftrt")
 
 
 def runtime_list(text: str) -> list[str]:

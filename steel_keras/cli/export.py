@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="onnx (ONNX Runtime, any CPU), savedmodel, tensorrt (NVIDIA GPU, "
                              "TensorRT) or tftrt (TensorFlow built with TensorRT)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                        help="fp32 (default); fp16 and int8 for tensorrt and tftrt")
+                        help="fp32 (default); int8 for onnx (ONNX Runtime's static "
+                             "quantisation); fp16 and int8 for tensorrt and tftrt")
     parser.add_argument("--batch", type=positive_int, default=8,
                         help="batch the engines are tuned for, and the parity check's (8)")
     parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (17)")
@@ -47,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     if off and args.precision == "fp32":
         print(f"note: {', '.join(off)} differ from Keras by more than max |diff| 1e-3 or Dice "
               "agreement 0.999; see parity.json")
-    print(f"wrote {len(result.files)} {args.fmt} export(s) under {args.run}/export/{args.fmt}")
+    print(f"wrote {len(result.files)} {result.fmt} export(s) under {args.run}/export/{result.fmt}")
     return 0

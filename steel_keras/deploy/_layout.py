@@ -3,6 +3,7 @@
 Exports sit beside the run's Keras files::
 
     RUN_DIR/export/onnx/segmenter/model.onnx         (+ parity.json, model.log)
+    RUN_DIR/export/onnx_int8/segmenter/model.onnx    INT8 (QDQ), from the ONNX export
     RUN_DIR/export/savedmodel/classifier/model/      a SavedModel folder
     RUN_DIR/export/tensorrt/segmenter/model.engine   (+ model.json: TensorRT version, GPU, ...)
     RUN_DIR/export/tftrt/segmenter/model/            a TF-TRT SavedModel folder
@@ -19,12 +20,13 @@ import numpy as np
 
 from steel_keras.errors import ConfigError, DataError, SteelKerasError
 
-FORMATS = ("savedmodel", "onnx", "tensorrt", "tftrt")
+FORMATS = ("savedmodel", "onnx", "onnx_int8", "tensorrt", "tftrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 STAGES = ("classifier", "segmenter")
 EXPORT_DIR = "export"
 PARITY_FILE = "parity.json"
-_SUFFIX = {"onnx": ".onnx", "savedmodel": "", "tensorrt": ".engine", "tftrt": ""}
+_SUFFIX = {"onnx": ".onnx", "onnx_int8": ".onnx", "savedmodel": "", "tensorrt": ".engine",
+           "tftrt": ""}
 
 
 class RuntimeUnavailableError(SteelKerasError):

@@ -67,8 +67,9 @@ def _skip_reason(model: RunModel, runtime: str, status: dict[str, str | None]) -
     if status[runtime]:
         return status[runtime]
     if runtime in EXPORTED and not model.export_path(EXPORTED[runtime]).exists():
+        how = "onnx --precision int8" if runtime == "onnx_int8" else runtime
         return (f"no {runtime} export: run `steel-keras export --run {model.run_dir} "
-                f"--format {runtime}` first")
+                f"--format {how}` first")
     return None
 
 

@@ -131,10 +131,11 @@ def convert_savedmodel(keras_path: str | Path, out: str | Path,
 
 def worker_jobs() -> dict[str, Callable[..., dict[str, Any]]]:
     """The conversions the worker subprocess runs, by name."""
+    from steel_keras.deploy.onnx_int8 import quantize_onnx
     from steel_keras.deploy.tensorrt import build_engine
     from steel_keras.deploy.tftrt import convert_tftrt
 
-    return {"onnx": convert_onnx, "savedmodel": convert_savedmodel,
+    return {"onnx": convert_onnx, "savedmodel": convert_savedmodel, "onnx_int8": quantize_onnx,
             "tensorrt": build_engine, "tftrt": convert_tftrt}
 
 
@@ -183,9 +184,10 @@ def _check_options(fmt: str, precision: str, batch: int, opset: int) -> None:
     check_format(fmt)
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision != "fp32" and fmt in ("onnx", "savedmodel"):
+    if precision != "fp32" and fmt == "savedmodel" or precision == "fp16" and fmt == "onnx":
         raise ConfigError(f"{fmt} exports are FP32; --precision {precision} applies to "
-                          "--format tensorrt and --format tftrt")
+                          "--format tensorrt and --format tftrt (ONNX also takes --precision "
+                          "int8)")
     if batch < 1:
         raise ConfigError(f"batch must be 1 or more, got {batch}")
     if not 9 <= opset <= 21:
@@ -226,7 +228,7 @@ def _export_one(model: RunModel, fmt: str, options: dict[str, Any], tmp: Path) -
         common |= {"keras_path": str(model.keras_path), "image_size": list(model.image_size)}
         extra = {"opset": options["opset"]} if fmt == "onnx" else {}
         return run_worker(fmt, log, **common, **extra)
-    source_fmt = "onnx" if fmt == "tensorrt" else "savedmodel"
+    source_fmt = "savedmodel" if fmt == "tftrt" else "onnx"
     source = model.export_path(source_fmt)
     if not _fresh(source, model.keras_path):
         _export_one(model, source_fmt, options, tmp)
@@ -234,6 +236,8 @@ def _export_one(model: RunModel, fmt: str, options: dict[str, Any], tmp: Path) -
     if options["precision"] == "int8":
         count = max(options["calibration_images"], options["batch"])
         calibration = str(_calibration_file(model, count, options["data"], tmp))
+    if fmt == "onnx_int8":
+        return run_worker(fmt, log, onnx_path=str(source), out=str(out), calibration=calibration)
     common |= {"precision": options["precision"], "batch": options["batch"],
                "workspace_gb": options["workspace_gb"], "calibration": calibration}
     if fmt == "tensorrt":
@@ -287,10 +291,11 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", *, precision: str = "fp32
 
     Args:
         run_dir: a trained run directory.
-        fmt: one of `FORMATS`: `"savedmodel"`, `"onnx"`, `"tensorrt"` (from the ONNX export,
-            made first where missing or older than the `.keras` file) or `"tftrt"` (from the
-            SavedModel export, likewise).
-        precision: `"fp32"`; `"fp16"` or `"int8"` for TensorRT and TF-TRT.
+        fmt: one of `FORMATS`: `"savedmodel"`, `"onnx"`, `"onnx_int8"` (the same as `"onnx"`
+            with `precision="int8"`: :mod:`steel_keras.deploy.onnx_int8`), `"tensorrt"` (these
+            two from the ONNX export, made first where missing or older than the `.keras`
+            file) or `"tftrt"` (from the SavedModel export, likewise).
+        precision: `"fp32"`; `"int8"` for ONNX; `"fp16"` or `"int8"` for TensorRT and TF-TRT.
         batch: the batch TensorRT / TF-TRT optimise for, and the parity check's batch.
         opset: the ONNX opset. Defaults to 17.
         data: the dataset folder for parity and calibration images. Defaults to the run's.
@@ -309,6 +314,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", *, precision: str = "fp32
         DataError: the run directory or its data is missing.
     """
     _check_options(fmt, precision, batch, opset)
+    if fmt == "onnx_int8" or fmt == "onnx" and precision == "int8":
+        fmt, precision = "onnx_int8", "int8"
     models = run_models(run_dir, stages)
     check_available(fmt, precision)
     result = ExportResult(fmt, precision)
