@@ -461,3 +461,71 @@ def test_missing_int8_export_names_the_precision_flag(demo_run, tmp_path):
     bare = copy_run(demo_run, tmp_path / "bare")
     with pytest.raises(DataError, match="--format onnx --precision int8` first"):
         load_runner(bare / "segmenter" / "model.keras", "onnx_int8")
+
+
+# ----- ONNX numerics: means over whole images ----------------------------------------------------
+
+
+def test_standardisation_exports_exactly_at_full_size(tmp_path):
+    """ONNX Runtime's ReduceMean over 409,600 float32 pixels drifts by ~1e-4 of the mean; the
+    per-image standardisation divides that by a small standard deviation. The exporter splits
+    the reduction per axis, which keeps the standardised image within float32 noise."""
+    import keras
+    import onnxruntime as ort
+
+    from steel_keras.deploy.export import convert_onnx
+    from steel_keras.models._inputs import standardize_image
+
+    inputs = keras.Input((256, 1600, 1))
+    keras.Model(inputs, standardize_image(inputs)).save(tmp_path / "std.keras")
+    info = convert_onnx(tmp_path / "std.keras", tmp_path / "std.onnx", (256, 1600))
+    assert info["split_reductions"] == 2  # the mean and the variance
+    rng = np.random.default_rng(0)  # bright steel, small spread: mean 0.3, std 0.05
+    x = np.clip(0.3 + 0.05 * rng.standard_normal((2, 256, 1600, 1)), 0, 1).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "std.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(1, 2, 3), keepdims=True), x64.var(axis=(1, 2, 3), keepdims=True)
+    exact = (x64 - mean) / np.sqrt(var + 1e-6)
+    assert np.abs(got - exact).max() < 2e-5
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_split_reductions_keeps_the_value(opset):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from steel_keras.deploy.export import split_reductions
+
+    if opset >= 18:  # axes are an input
+        initializers = [numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+                        numpy_helper.from_array(np.array([1, 2], np.int64), "axes2")]
+        node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean", keepdims=1)
+        keep = helper.make_node("ReduceMean", ["x", "axes2"], ["z"], name="flat", keepdims=0)
+    else:
+        initializers = []
+        node = helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1, 2, 3])
+        keep = helper.make_node("ReduceMean", ["x"], ["z"], name="flat", axes=[1, 2],
+                                keepdims=0)
+    graph = helper.make_graph(
+        [node, keep], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64, 96, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 1, 1]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3])], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    x = np.random.default_rng(1).random((2, 64, 96, 3), dtype=np.float32)
+
+    def run(m):
+        session = ort.InferenceSession(m.SerializeToString())
+        return session.run(None, {"x": x})
+
+    before = run(model)
+    assert split_reductions(model) == 1  # keepdims=0 is left alone
+    onnx.checker.check_model(model)
+    ops = [(n.op_type, n.name) for n in model.graph.node]
+    assert [name for _, name in ops] == ["mean__axis3", "mean__axis2", "mean__axis1", "flat"]
+    after = run(model)
+    np.testing.assert_allclose(after[0], x.mean(axis=(1, 2, 3), keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(after[0], before[0], rtol=1e-5)
+    np.testing.assert_array_equal(after[1], before[1])
