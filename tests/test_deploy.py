@@ -529,3 +529,10 @@ def test_split_reductions_keeps_the_value(opset):
     np.testing.assert_allclose(after[0], x.mean(axis=(1, 2, 3), keepdims=True), rtol=1e-6)
     np.testing.assert_allclose(after[0], before[0], rtol=1e-5)
     np.testing.assert_array_equal(after[1], before[1])
+
+
+def test_benchmark_command_knows_every_runtime():
+    from steel_keras.cli import benchmark as cli_benchmark
+    from steel_keras.deploy import RUNTIMES
+
+    assert cli_benchmark.RUNTIMES == RUNTIMES

@@ -9,8 +9,10 @@ from pathlib import Path
 from steel_keras.cli._args import existing_dir, non_negative_int, positive_int
 
 NAME = "benchmark"
-HELP = ("time keras, tf_function, savedmodel, onnx, tensorrt and tftrt on a run's models: "
-        "throughput, p50/p95 latency, peak memory, parity with Keras")
+HELP = ("time keras, tf_function, savedmodel, onnx, onnx_int8, tensorrt and tftrt on a run's "
+        "models: throughput, p50/p95 latency, peak memory, parity with Keras")
+# steel_keras.deploy.RUNTIMES, copied: importing the deploy package (numpy) at every command's
+# start-up would cost ~0.1 s; tests/test_deploy.py checks that the two stay equal.
 RUNTIMES = ("keras", "tf_function", "savedmodel", "onnx", "onnx_int8", "tensorrt", "tftrt")
 
 

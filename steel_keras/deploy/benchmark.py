@@ -31,7 +31,13 @@ import numpy as np
 from steel_keras.deploy._layout import RunModel, run_images, run_models
 from steel_keras.deploy.export import _worker_env
 from steel_keras.deploy.parity import Parity
-from steel_keras.deploy.runners import EXPORTED, RUNTIMES, cpu_cores, runtime_status
+from steel_keras.deploy.runners import (
+    EXPORTED,
+    RUNTIMES,
+    cpu_cores,
+    export_command,
+    runtime_status,
+)
 from steel_keras.errors import ConfigError
 
 REFERENCE = "keras"
@@ -67,9 +73,7 @@ def _skip_reason(model: RunModel, runtime: str, status: dict[str, str | None]) -
     if status[runtime]:
         return status[runtime]
     if runtime in EXPORTED and not model.export_path(EXPORTED[runtime]).exists():
-        how = "onnx --precision int8" if runtime == "onnx_int8" else runtime
-        return (f"no {runtime} export: run `steel-keras export --run {model.run_dir} "
-                f"--format {how}` first")
+        return f"no {runtime} export: run `{export_command(model.run_dir, runtime)}` first"
     return None
 
 

@@ -102,15 +102,13 @@ def convert_onnx(keras_path: str | Path, out: str | Path, image_size: tuple[int,
     model = _load_keras(keras_path, image_size)
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
-    tf2onnx.convert.from_keras(model, input_signature=_signature(model, image_size),
-                               opset=opset, output_path=str(partial))
-    converted = onnx.load(str(partial))
+    converted, _ = tf2onnx.convert.from_keras(
+        model, input_signature=_signature(model, image_size), opset=opset)
     split = split_reductions(converted)
-    if split:
-        onnx.save(converted, str(partial))
+    onnx.save(converted, str(partial))
     onnx.checker.check_model(str(partial))
     _replace(partial, out)
-    graph = onnx.load(str(out), load_external_data=False).graph
+    graph = converted.graph
 
     def shapes(values: Any) -> dict[str, list[Any]]:
         return {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
@@ -140,8 +138,9 @@ def split_reductions(model: Any) -> int:
     graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
-        if node.op_type == "Constant" and node.attribute:
-            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        value = [a for a in node.attribute if a.name == "value"]
+        if node.op_type == "Constant" and value:
+            constants[node.output[0]] = numpy_helper.to_array(value[0].t)
     rewritten: list[Any] = []
     count = 0
     for node in graph.node:

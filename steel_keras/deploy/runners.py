@@ -34,6 +34,12 @@ EXPORTED = {"savedmodel": "savedmodel", "onnx": "onnx", "onnx_int8": "onnx_int8"
             "tensorrt": "tensorrt", "tftrt": "tftrt"}
 
 
+def export_command(run_dir: str | Path, runtime: str) -> str:
+    """The `steel-keras export` command that makes the files an exported `runtime` reads."""
+    how = "onnx --precision int8" if runtime == "onnx_int8" else EXPORTED[runtime]
+    return f"steel-keras export --run {run_dir} --format {how}"
+
+
 def cpu_cores() -> int:
     """The CPU cores this process may run on."""
     try:
@@ -247,9 +253,8 @@ def load_runner(keras_path: str | Path, runtime: str = "onnx") -> Any:
         return TFFunctionRunner(keras_model, model.image_size)
     path = model.export_path(EXPORTED[runtime])
     if not path.exists():
-        how = "--format onnx --precision int8" if runtime == "onnx_int8" else f"--format {runtime}"
         raise DataError(f"no {runtime} export of {model.keras_path} (expected {path}); run "
-                        f"`steel-keras export --run {model.run_dir} {how}` first")
+                        f"`{export_command(model.run_dir, runtime)}` first")
     runners = {"savedmodel": SavedModelRunner, "onnx": OnnxRunner, "onnx_int8": OnnxInt8Runner,
                "tensorrt": TensorRTRunner, "tftrt": TFTRTRunner}
     return runners[runtime](path)
