@@ -13,7 +13,9 @@ A run directory holds everything one training run made::
 Training keeps the best checkpoint, stops early, follows the recipe's learning-rate schedule,
 resumes an interrupted run from ``backup/`` (``keras.callbacks.BackupAndRestore``), is
 deterministic for a seed on the CPU, uses mixed precision on a GPU and
-``tf.distribute.MirroredStrategy`` across several GPUs.
+``tf.distribute.MirroredStrategy`` across several GPUs. A stage's ``mixed_precision`` and
+``devices`` keys choose otherwise (:func:`_setup_keras`); its ``summary.json`` records the
+dtype policy and the number of replicas.
 
 Example:
     >>> from steel_keras.train import train_classifier  # doctest: +SKIP
@@ -43,7 +45,9 @@ from steel_keras.recipes import DEFAULT_RECIPE, load_recipe
 
 CONFIG_FILE = "config.json"
 # Keys of a stage that may change between a run and its resumption.
-RESUMABLE_KEYS = {"epochs", "early_stopping_patience"}
+# The devices and the dtype policy may change too: a run started on one machine can resume
+# on another.
+RESUMABLE_KEYS = {"epochs", "early_stopping_patience", "devices", "mixed_precision"}
 
 
 @dataclass
@@ -56,20 +60,68 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _setup_keras(seed: int) -> tuple[Any, Any]:
-    """Seed everything, pick mixed precision on a GPU, and a distribution strategy."""
+#: The recipe's ``mixed_precision`` values and the Keras dtype policy each picks.
+MIXED_PRECISION = {"auto": None, "off": "float32", "float16": "mixed_float16",
+                   "bfloat16": "mixed_bfloat16"}
+
+
+def _check_stage(cfg: dict[str, Any]) -> None:
+    """Reject a stage's bad values before anything is written to the run directory."""
+    _image_size(cfg)
+    _cache(cfg)
+    if cfg.get("mixed_precision", "auto") not in MIXED_PRECISION:
+        raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got "
+                          f"{cfg['mixed_precision']!r}")
+    devices = cfg.get("devices")
+    if devices is not None and not (isinstance(devices, list) and devices and all(
+            isinstance(d, str) for d in devices)):
+        raise ConfigError(f"devices must be null (every GPU) or a list of device names such as "
+                          f'["/gpu:0", "/gpu:1"], got {devices!r}')
+    _check_pool(cfg.get("train_on", "defective"), cfg.get("clean_fraction", 0.0))
+
+
+def _setup_keras(seed: int, cfg: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """Seed everything; pick the dtype policy and the distribution strategy of a stage.
+
+    ``mixed_precision``: ``"auto"`` (the default) is ``mixed_float16`` on a GPU and float32
+    elsewhere; ``"off"``, ``"float16"`` or ``"bfloat16"`` force a policy. ``devices``: None
+    (the default) mirrors over every GPU where there are several; a list of device names
+    (``tf.config.list_logical_devices``) mirrors over those, one name runs on that device.
+    """
     import keras
     import tensorflow as tf
 
+    cfg = cfg or {}
     keras.utils.set_random_seed(seed)
     gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    else:
+    policy = MIXED_PRECISION[cfg.get("mixed_precision", "auto")]
+    keras.mixed_precision.set_global_policy(policy or ("mixed_float16" if gpus else "float32"))
+    if not gpus:
         # Same seed, same weights and same results on the CPU.
         tf.config.experimental.enable_op_determinism()
-    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
-    return keras, strategy
+    devices = cfg.get("devices")
+    if devices is None:
+        return keras, (tf.distribute.MirroredStrategy() if len(gpus) > 1 else None)
+    known = {d.name for d in tf.config.list_logical_devices()}
+    names = []
+    for device in devices:
+        try:
+            name = tf.DeviceSpec.from_string(device).to_string()
+        except ValueError:
+            name = device
+        if name not in known:
+            raise ConfigError(f"devices: no device {device!r} here; this machine has "
+                              f"{', '.join(sorted(known))}")
+        names.append(name)
+    if len(names) == 1:
+        return keras, tf.distribute.OneDeviceStrategy(names[0])
+    return keras, tf.distribute.MirroredStrategy(names)
+
+
+def _stage_record(keras: Any, strategy: Any) -> dict[str, Any]:
+    """What a stage trained with: dtype policy and replicas (for its summary.json)."""
+    return {"dtype_policy": keras.mixed_precision.global_policy().name,
+            "replicas": strategy.num_replicas_in_sync if strategy else 1}
 
 
 def _prepare_run_dir(run_dir: Path, config: dict[str, Any], stage: str) -> None:
@@ -204,8 +256,9 @@ def train_classifier(
     cfg = recipe_cfg["classifier"]
     run_dir = Path(run_dir)
     config = _run_config(ds, recipe_cfg, recipe)
+    _check_stage(cfg)
+    keras, strategy = _setup_keras(config["seed"], cfg)
     _prepare_run_dir(run_dir, config, "classifier")
-    keras, strategy = _setup_keras(config["seed"])
     train_ids, val_ids = ds.split(config["val_fraction"], seed=config["seed"])
     size = _image_size(cfg)
     batch = int(cfg["batch_size"])
@@ -228,6 +281,7 @@ def train_classifier(
     _fit(keras, model, train, val, cfg, stage_dir, "val_auc", "model.keras")
     _plot_curves(stage_dir, "model.keras")
     summary = _classifier_summary(model, val, ds.class_labels(val_ids))
+    summary.update(_stage_record(keras, strategy))
     (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return TrainResult(run_dir, "classifier", [stage_dir / "model.keras"], summary)
 
@@ -244,6 +298,13 @@ def _classifier_summary(model: Any, val: Any, labels: np.ndarray) -> dict[str, A
             "val_auc": roc_auc(truth, prob)}
 
 
+def _check_pool(train_on: Any, clean_fraction: Any) -> None:
+    if train_on not in ("defective", "all"):
+        raise ConfigError(f"train_on must be 'defective' or 'all', got {train_on!r}")
+    if not (isinstance(clean_fraction, int | float) and 0 <= clean_fraction <= 1):
+        raise ConfigError(f"clean_fraction must be a number in [0, 1], got {clean_fraction!r}")
+
+
 def multilabel_pool(ds: SteelDataset, train_ids: list[str], train_on: str,
                     clean_fraction: float = 0.0, seed: int = 0) -> list[str]:
     """The training images of a multi-label segmenter.
@@ -252,10 +313,7 @@ def multilabel_pool(ds: SteelDataset, train_ids: list[str], train_on: str,
     ``clean_fraction`` (0 to 1) of the defect-free ones, drawn from ``seed``: a segmenter that
     never sees clean steel learns to find a defect in every image.
     """
-    if train_on not in ("defective", "all"):
-        raise ConfigError(f"train_on must be 'defective' or 'all', got {train_on!r}")
-    if not (isinstance(clean_fraction, int | float) and 0 <= clean_fraction <= 1):
-        raise ConfigError(f"clean_fraction must be a number in [0, 1], got {clean_fraction!r}")
+    _check_pool(train_on, clean_fraction)
     if train_on == "all":
         return list(train_ids)
     has = ds.class_labels(train_ids).any(axis=1)
@@ -311,8 +369,9 @@ def train_segmenter(
     cfg = recipe_cfg["segmenter"]
     run_dir = Path(run_dir)
     config = _run_config(ds, recipe_cfg, recipe)
+    _check_stage(cfg)
+    keras, strategy = _setup_keras(config["seed"], cfg)
     _prepare_run_dir(run_dir, config, "segmenter")
-    keras, strategy = _setup_keras(config["seed"])
     train_ids, val_ids = ds.split(config["val_fraction"], seed=config["seed"])
     stage_dir = run_dir / "segmenter"
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -322,7 +381,7 @@ def train_segmenter(
                                      stage_dir, model_file, config["seed"])
         paths.append(stage_dir / model_file)
         del model
-    summary = segmenter_summary(ds, val_ids, paths, cfg)
+    summary = segmenter_summary(ds, val_ids, paths, cfg) | _stage_record(keras, strategy)
     (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return TrainResult(run_dir, "segmenter", paths, summary)
 

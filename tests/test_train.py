@@ -173,4 +173,89 @@ def test_cache_must_be_a_boolean(tiny_dataset, tmp_path):
     recipe.write_text(json.dumps({**TINY, "classifier": {**TINY["classifier"], "cache": "yes"}}))
     with pytest.raises(ConfigError, match="cache must be true or false"):
         train_classifier(tiny_dataset, tmp_path / "run", str(recipe))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
     assert load_recipe("quick-cpu")["classifier"]["cache"] is True
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("mixed_precision", "fp8", "mixed_precision must be one of auto, off, float16, bfloat16"),
+    ("devices", "/gpu:0", "devices must be null"),
+    ("devices", ["/gpu:7"], "no device '/gpu:7' here; this machine has /device:CPU:0"),
+    ("clean_fraction", 1.5, "clean_fraction must be a number in"),
+])
+def test_bad_device_and_precision_keys_are_refused_before_writing(tiny_dataset, tmp_path, key,
+                                                                  value, message):
+    from steel_keras.train import train_segmenter
+
+    with pytest.raises(ConfigError, match=message):
+        train_segmenter(tiny_dataset, tmp_path / "run", overrides={key: value})
+    assert not (tmp_path / "run").exists()
+
+
+# Two logical CPU devices stand in for two GPUs: tf.distribute.MirroredStrategy then runs the
+# same replica and all-reduce code it runs across GPUs. Logical devices must be configured
+# before TensorFlow starts, hence a fresh interpreter.
+DISTRIBUTED = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from steel_keras.train import train_segmenter
+result = train_segmenter(sys.argv[1], sys.argv[2], sys.argv[3], overrides=json.loads(sys.argv[4]))
+print("SUMMARY", json.dumps(result.summary))
+"""
+
+
+def _train_in_subprocess(tiny_dataset, run, recipe, overrides):
+    result = subprocess.run([sys.executable, "-c", DISTRIBUTED, str(tiny_dataset), str(run),
+                             recipe, json.dumps(overrides)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("SUMMARY "))
+    return json.loads(line.removeprefix("SUMMARY "))
+
+
+def test_mirrored_strategy_over_two_devices_trains_and_saves(tiny_dataset, tiny_recipe,
+                                                             tmp_path):
+    from steel_keras.models import load_model
+
+    run = tmp_path / "mirrored"
+    summary = _train_in_subprocess(tiny_dataset, run, tiny_recipe,
+                                   {"devices": ["/cpu:0", "/cpu:1"]})
+    assert summary["replicas"] == 2 and summary["dtype_policy"] == "float32"
+    assert summary["dice_defective"] is not None
+    history = (run / "segmenter" / "history.csv").read_text().splitlines()
+    assert len(history) == 2 and "val_dice" in history[0]
+    assert np.isfinite(float(history[1].split(",")[history[0].split(",").index("loss")]))
+    model = load_model(run / "segmenter" / "model.keras")  # loads without the strategy
+    assert model.output_shape == (None, 32, 160, 4)
+
+
+def test_mixed_precision_float16_trains_with_float32_outputs(tiny_dataset, tiny_recipe,
+                                                             tmp_path):
+    from steel_keras.models import load_model
+
+    run = tmp_path / "float16"
+    summary = _train_in_subprocess(tiny_dataset, run, tiny_recipe,
+                                   {"mixed_precision": "float16"})
+    assert summary["dtype_policy"] == "mixed_float16" and summary["replicas"] == 1
+    history = (run / "segmenter" / "history.csv").read_text().splitlines()
+    loss = float(history[1].split(",")[history[0].split(",").index("loss")])
+    assert np.isfinite(loss) and loss > 0
+    model = load_model(run / "segmenter" / "model.keras", compile=False)
+    policies = {layer.name: layer.dtype_policy.name for layer in model.layers}
+    assert policies["masks"] == "float32" and "mixed_float16" in policies.values()
+    x = np.random.default_rng(0).random((2, 32, 160, 1)).astype(np.float32)
+    y = model.predict(x, verbose=0)
+    assert y.dtype == np.float32 and np.isfinite(y).all()
+
+
+def test_train_cli_unknown_device_is_one_line_exit_2(tiny_dataset, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "steel_keras", "train-segmenter", "--data",
+                             str(tiny_dataset), "--out", str(tmp_path / "run"), "--devices",
+                             "/gpu:7"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [x for x in result.stderr.splitlines() if x.startswith("steel-keras ")]
+    assert lines == ["steel-keras train-segmenter: error: devices: no device '/gpu:7' here; "
+                     "this machine has /device:CPU:0"]
+    assert not (tmp_path / "run").exists()
