@@ -10,13 +10,19 @@ at 256 x 1600, batch 8:
    images) -- all of this in a subprocess of its own per family, so that this process never
    loads TensorFlow;
 2. ``benchmark_run``: the same two real batches through keras (``model.predict``), tf_function,
-   savedmodel, onnx, onnx_int8, tensorrt and tftrt, each runtime in its own subprocess, taking
-   turns for ``--rounds`` rounds; TensorRT and TF-TRT are listed as skipped where they cannot
-   run.
+   tf_bf16, savedmodel, onnx, onnx_int8, tensorrt and tftrt, each runtime in its own
+   subprocess, taking turns for ``--rounds`` rounds; TensorRT and TF-TRT are listed as skipped
+   where they cannot run.
 
-Writes ``results/runtimes.json`` and ``results/runtimes.md``.
+``--run DIR`` adds a trained run directory (its segmenter, exported the same way) after the
+families, e.g. the quick-cpu segmenter trained at full size::
 
-    python benchmarks/bench_runtimes.py [--families unet,fpn] [--rounds 2] [--iterations 5]
+    steel-keras train-segmenter --image-size 256x1600 --epochs 3 --out /tmp/full
+
+Writes ``results/runtimes.json`` and ``results/runtimes.md`` (``--write-as NAME``:
+``results/NAME.{json,md}``).
+
+    python benchmarks/bench_runtimes.py [--families unet,fpn] [--run DIR] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ def _prepare(family: str, run_dir: Path, data: Path, size: tuple[int, int],
              runtimes: list[str]) -> str | None:
     """Build and export (ONNX, and SavedModel where timed) where not done yet; None or why not."""
     formats = ("onnx",) + tuple(f for f in ("savedmodel", "onnx_int8") if f in runtimes)
+    if family not in FAMILIES and not (run_dir / "segmenter" / "model.keras").is_file():
+        return f"{run_dir} holds no segmenter/model.keras"
     for step, done in (("build", run_dir / "segmenter" / "model.keras"),
                        ("export", run_dir / "export_parity.json")):
         if not done.is_file() and _in_subprocess(step, family, run_dir, data, size,
@@ -101,18 +109,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--runtimes",
-                        default="keras,tf_function,savedmodel,onnx,onnx_int8,tensorrt,tftrt")
+                        default="keras,tf_function,tf_bf16,savedmodel,onnx,onnx_int8,tensorrt,tftrt")
     parser.add_argument("--size", type=int, nargs=2, default=(256, 1600))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", default=None, help="keep the run directories here")
+    parser.add_argument("--write-as", default="runtimes", help="results/NAME.{json,md}")
+    parser.add_argument("--run", action="append", default=[], type=Path,
+                        help="a trained run directory to benchmark too (repeatable)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-runtimes-"))
     data = work / "data" if (work / "data" / "train.csv").is_file() else _dataset(work / "data")
     results, exports, started = [], {}, time.perf_counter()
-    for family in args.families.split(","):
-        run_dir = work / family
+    jobs = [(family, work / family) for family in args.families.split(",") if family]
+    jobs += [(f"run:{run.name}", run) for run in args.run]
+    for family, run_dir in jobs:
         print(f"== {family}: build and export", flush=True)
         failed = _prepare(family, run_dir, data, tuple(args.size), args.runtimes.split(","))
         if failed:
@@ -127,7 +139,8 @@ def main() -> None:
             row["model"] = family
         results.append(result)
         print(markdown_report(result), flush=True)
-    write_results("runtimes", _payload(args, results, exports, started), _table(results, exports))
+    write_results(args.write_as, _payload(args, results, exports, started),
+                  _table(results, exports))
 
 
 def _payload(args: argparse.Namespace, results: list[dict], exports: dict,

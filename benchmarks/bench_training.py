@@ -32,6 +32,9 @@ into ``benchmarks/.cache``), else ``bench_pipeline.py``'s plain textured-noise o
 
 ``--skip-slow`` leaves out the families in ``SLOW`` at 256 x 1600 (on 2 CPU cores each takes
 minutes there). ``--write-as NAME`` writes ``results/NAME.{json,md}`` instead of ``training``.
+``--dtype-policy mixed_bfloat16`` (or ``mixed_float16``) trains under that Keras dtype policy,
+as ``steel-keras train-* --mixed-precision bfloat16`` does: on a CPU with AVX512-BF16 or AMX,
+compare it with the default ``float32``.
 """
 
 from __future__ import annotations
@@ -71,10 +74,10 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     "unet_xception": ("segmenter", {"arch": "unet_xception"}),
     "unet_separable": ("segmenter", {"arch": "unet_separable"}),
 }
-# The slowest families at 256 x 1600 on 2 CPU cores, left out there by --skip-slow. One-step
-# probes (in memory, shared machine at load 1-6): xception 63 s/step and 11 GB, unet_xception
-# 100 s/step and 15 GB, unet_resnet18 56 s/step and 7 GB, fpn_resnet18 over 300 s for its
-# first two steps and 14 GB; linknet_resnet18 has the same ResNet18 encoder at full size.
+# The slowest families at 256 x 1600 on 2 CPU cores, left out there by --skip-slow. Measured
+# on their own (results/training-slow.md, in memory, after one warm-up step): xception 9 s/step
+# and 11 GB, unet_xception 19 s and 15 GB, unet_resnet18 7 s and 7 GB, fpn_resnet18 27 s and
+# 14 GB, linknet_resnet18 5 s and 7 GB; the first step (tracing) takes minutes more.
 SLOW = ("xception", "unet_xception", "unet_resnet18", "fpn_resnet18", "linknet_resnet18")
 
 
@@ -125,6 +128,7 @@ def child(family: str, size: tuple[int, int], feed: str, data: Path, args) -> di
     from steel_keras.models import build_classifier, build_segmenter
 
     keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(args.dtype_policy)
     kind, spec = FAMILIES[family]
     ds = SteelDataset(data)
     ids = ds.train_image_ids
@@ -192,6 +196,7 @@ def child(family: str, size: tuple[int, int], feed: str, data: Path, args) -> di
         "kind": kind,
         "size": size_name(size),
         "feed": feed,
+        "dtype_policy": args.dtype_policy,
         "params": model.count_params(),
         "warmup_steps": args.warmup,
         "timed_steps": len(wall),
@@ -231,6 +236,8 @@ def run_child(family: str, size: tuple[int, int], feed: str, data: Path, args) -
         str(args.max_steps),
         "--timeout",
         str(args.timeout),
+        "--dtype-policy",
+        args.dtype_policy,
     ]
     start = time.perf_counter()
     try:
@@ -269,6 +276,7 @@ def _settings(args, data: Path) -> dict:
         "steps": args.steps,
         "min_seconds": args.min_seconds,
         "max_steps": args.max_steps,
+        "dtype_policy": args.dtype_policy,
     }
 
 
@@ -329,6 +337,12 @@ def main(argv: list[str] | None = None) -> None:
         help="families that also train on the cached pipeline (feed `cached`)",
     )
     parser.add_argument("--write-as", default="training", help="results/NAME.{json,md}")
+    parser.add_argument(
+        "--dtype-policy",
+        default="float32",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="the Keras dtype policy to train under (default float32)",
+    )
     parser.add_argument(
         "--child", nargs=3, metavar=("FAMILY", "SIZE", "FEED"), help=argparse.SUPPRESS
     )
@@ -456,7 +470,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{r['family']} {r['size']} {r['feed']}: {r['error']}" for r in results if "error" in r
     ]
     table = (
-        f"Training throughput, batch {BATCH}, Adam, random weights; {N_IMAGES} images "
+        f"Training throughput, batch {BATCH}, Adam, random weights, dtype policy "
+        f"{args.dtype_policy}; {N_IMAGES} images "
         f"({source}); pipeline = tf.data with shuffle + flips + brightness/contrast, "
         f"in-memory = load_arrays -> from_tensor_slices().batch({BATCH}); median step after "
         f"{args.warmup} warm-up steps, at least {args.steps} timed steps and "
@@ -503,6 +518,7 @@ def main(argv: list[str] | None = None) -> None:
         args.write_as,
         {
             "batch_size": BATCH,
+            "dtype_policy": args.dtype_policy,
             "images": N_IMAGES,
             "source": source,
             "warmup_steps": args.warmup,

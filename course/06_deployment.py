@@ -51,6 +51,7 @@ from steel_keras.deploy import (
     markdown_report,
     run_images,
 )
+from steel_keras.deploy.bf16 import cpu_bf16_support
 from steel_keras.deploy.demo import make_demo_run
 from steel_keras.metrics.competition import competition_dice
 from steel_keras.models import load_model
@@ -208,6 +209,26 @@ for name, p in int8.parity.items():
     print(f"{name} INT8 vs Keras: max |diff| {p['max_abs_diff']:.4f}, mean |diff| "
           f"{p['mean_abs_diff']:.5f}, Dice agreement {p['dice_agreement']:.4f} "
           "(the FP32 bars: 1e-3 and 0.999)")
+
+# %% [markdown]
+# ### bfloat16 on the CPU
+#
+# A third way to trade precision for speed needs no export at all. *bfloat16* keeps float32's
+# exponent and 8 bits of its mantissa (about 3 significant digits); CPUs with AVX512-BF16 or
+# AMX multiply such numbers at about twice the float32 rate, and TensorFlow uses them. The
+# runtime `tf_bf16` rebuilds the Keras model with the `mixed_bfloat16` policy (weights stay
+# float32, layers compute in bfloat16), except the per-image standardisation (a mean over a
+# whole image) and the output layer, which stay float32. Where the CPU lacks those
+# instructions TensorFlow emulates them and `tf_bf16` is *slower* than float32:
+
+# %%
+print("native bfloat16 on this CPU:", cpu_bf16_support() or "no (emulated: expect it slower)")
+bf16_runner = load_runner(segmenter_path, "tf_bf16")
+bf16_parity = Parity()
+bf16_parity.update(segmenter.predict(images, verbose=0), bf16_runner.predict(images))
+record = bf16_parity.result()
+print(f"bfloat16 vs Keras: max |diff| {record['max_abs_diff']:.4f}, "
+      f"Dice agreement {record['dice_agreement']:.4f}")
 
 # %% [markdown]
 # ## 5. TensorRT and TF-TRT

@@ -9,11 +9,12 @@ from pathlib import Path
 from steel_keras.cli._args import existing_dir, non_negative_int, positive_int
 
 NAME = "benchmark"
-HELP = ("time keras, tf_function, savedmodel, onnx, onnx_int8, tensorrt and tftrt on a run's "
-        "models: throughput, p50/p95 latency, peak memory, parity with Keras")
+HELP = ("time keras, tf_function, tf_bf16, savedmodel, onnx, onnx_int8, tensorrt and tftrt on "
+        "a run's models: throughput, p50/p95 latency, peak memory, parity with Keras")
 # steel_keras.deploy.RUNTIMES, copied: importing the deploy package (numpy) at every command's
 # start-up would cost ~0.1 s; tests/test_deploy.py checks that the two stay equal.
-RUNTIMES = ("keras", "tf_function", "savedmodel", "onnx", "onnx_int8", "tensorrt", "tftrt")
+RUNTIMES = ("keras", "tf_function", "tf_bf16", "savedmodel", "onnx", "onnx_int8", "tensorrt",
+            "tftrt")
 
 
 def runtime_list(text: str) -> list[str]:

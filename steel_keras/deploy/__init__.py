@@ -4,7 +4,7 @@
   TensorRT engines (from the ONNX file) and TF-TRT (from the SavedModel), each conversion in its
   own subprocess, with a parity check against Keras on real images (``parity.json``).
 - :func:`load_runner`: ``predict(batch) -> probabilities`` on ``keras``, ``tf_function``,
-  ``savedmodel``, ``onnx``, ``tensorrt`` or ``tftrt``; the two-stage predictor and
+  ``tf_bf16``, ``savedmodel``, ``onnx``, ``tensorrt`` or ``tftrt``; the two-stage predictor and
   ``steel-keras predict --runtime NAME`` use it.
 - :func:`available_runtimes`: which runtimes can run here, and why not where they cannot.
 - :func:`benchmark_run`: the same real batches through every available runtime, each in its
@@ -28,6 +28,7 @@ from steel_keras.deploy.export import ExportResult, check_parity, export_run
 from steel_keras.deploy.parity import BARS, Parity
 from steel_keras.deploy.runners import (
     RUNTIMES,
+    BFloat16Runner,
     KerasRunner,
     OnnxRunner,
     SavedModelRunner,
@@ -44,6 +45,7 @@ __all__ = [
     "FORMATS",
     "PRECISIONS",
     "RUNTIMES",
+    "BFloat16Runner",
     "ExportResult",
     "KerasRunner",
     "OnnxRunner",
