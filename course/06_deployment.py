@@ -219,7 +219,11 @@ for name, p in int8.parity.items():
 # runtime `tf_bf16` rebuilds the Keras model with the `mixed_bfloat16` policy (weights stay
 # float32, layers compute in bfloat16), except the per-image standardisation (a mean over a
 # whole image) and the output layer, which stay float32. Where the CPU lacks those
-# instructions TensorFlow emulates them and `tf_bf16` is *slower* than float32:
+# instructions TensorFlow emulates them and `tf_bf16` is *slower* than float32 (on a 2-core AVX2
+# CPU at full size: 0.92x the float32 `tf_function` for the sm Unet, 0.16x for the separable
+# U-Net), and `load_runner` warns. Which runtime is fastest depends on the CPU: on that AVX2
+# machine it was ONNX Runtime in float32 (about 2x `model.predict`), on one with AVX512-BF16
+# `tf_bf16` (1.9x to 2.4x). Measure on the machine you deploy to (`steel-keras benchmark`).
 
 # %%
 print("native bfloat16 on this CPU:", cpu_bf16_support() or "no (emulated: expect it slower)")

@@ -614,3 +614,16 @@ def test_cpu_bf16_support_reads_the_flags(tmp_path, flags, expected):
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\n")
     assert cpu_bf16_support(cpuinfo) == expected
     assert cpu_bf16_support(tmp_path / "missing") is None
+
+
+def test_tf_bf16_warns_only_on_a_cpu_without_native_bfloat16(tmp_path):
+    from steel_keras.deploy.bf16 import emulation_warning
+
+    avx2, bf16 = tmp_path / "avx2", tmp_path / "bf16"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    bf16.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    message = emulation_warning(avx2)
+    assert message.startswith("tf_bf16: this CPU has neither AVX512-BF16 nor AMX")
+    assert "tf_function" in message
+    assert emulation_warning(bf16) is None
+    assert emulation_warning(tmp_path / "missing") is None  # unknown: say nothing

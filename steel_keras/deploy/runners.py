@@ -106,8 +106,13 @@ class BFloat16Runner(TFFunctionRunner):
     runtime = "tf_bf16"
 
     def __init__(self, model: Any, image_size: tuple[int, int] | None = None) -> None:
-        from steel_keras.deploy.bf16 import bfloat16_model
+        import warnings
 
+        from steel_keras.deploy.bf16 import bfloat16_model, emulation_warning
+
+        message = emulation_warning()
+        if message:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
         super().__init__(bfloat16_model(model), image_size)
 
 
