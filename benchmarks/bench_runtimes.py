@@ -143,26 +143,9 @@ def main() -> None:
                   _table(results, exports))
 
 
-#: The CPU features that decide which runtime is fastest (bfloat16 and INT8 dot products).
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16")
-
-
-def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """``model name; flags: ...`` (those of CPU_FLAGS it has), or "unknown" off Linux."""
-    try:
-        lines = Path(cpuinfo).read_text().splitlines()
-    except OSError:
-        return "unknown"
-    fields = dict(line.split(":", 1) for line in lines if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    return (f"{fields.get('model name', 'unknown CPU')}; flags: "
-            f"{' '.join(f for f in CPU_FLAGS if f in flags) or 'none of ' + ', '.join(CPU_FLAGS)}")
-
-
 def _payload(args: argparse.Namespace, results: list[dict], exports: dict,
              started: float) -> dict:
-    return {"command": "python " + " ".join(sys.argv), "cpu": cpu_description(),
+    return {"command": "python " + " ".join(sys.argv),
             "size": list(args.size),
             "batch": args.batch, "iterations": args.iterations, "rounds": args.rounds,
             "seconds": time.perf_counter() - started, "export_parity": exports,
@@ -175,7 +158,7 @@ def _table(results: list[dict], exports: dict) -> str:
               "load_average": [results[0]["load_average"][0], results[-1]["load_average"][1]]
               if results[0].get("load_average") else None}
     lines = ["# Runtimes at full size on this machine", "", "`" + " ".join(sys.argv) + "`", "",
-             f"CPU: {cpu_description()}", "", markdown_report(merged),
+             markdown_report(merged),
              "Export parity with Keras (8 real images, at export):",
              "", "| family | export | max abs diff | Dice agreement | export s |",
              "|---|---|---|---|---|"]

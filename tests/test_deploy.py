@@ -327,6 +327,8 @@ def test_benchmark_command_times_runtimes_and_lists_skipped(onnx_run, tmp_path, 
     result = json.loads(out.read_text())
     rows = {r["runtime"]: r for r in result["results"]}
     assert list(rows) == ["keras", "onnx", "tf_bf16", "tensorrt"]  # keras always: reference
+    # The CPU's relevant features, since they decide which runtime is fastest (Linux here).
+    assert isinstance(result["machine"]["cpu_features"], list)
     # bfloat16: close to Keras, not equal.
     assert 0 < rows["tf_bf16"]["max_abs_diff"] < 0.3 and rows["tf_bf16"]["dice_agreement"] > 0.9
     for name in ("keras", "onnx", "tf_bf16"):
@@ -627,3 +629,20 @@ def test_tf_bf16_warns_only_on_a_cpu_without_native_bfloat16(tmp_path):
     assert "tf_function" in message
     assert emulation_warning(bf16) is None
     assert emulation_warning(tmp_path / "missing") is None  # unknown: say nothing
+
+
+def test_cpu_description_names_the_features_that_pick_the_fastest_runtime(tmp_path):
+    from steel_keras.deploy.benchmark import _cpu_words, cpu_description
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma "
+                       "avx512f avx512_vnni avx512_bf16\n\nprocessor\t: 1\nmodel name\t: "
+                       "AMD EPYC\nflags\t\t: fpu avx2 fma avx512f avx512_vnni avx512_bf16\n")
+    info = cpu_description(cpuinfo)
+    assert info == {"cpu_model": "AMD EPYC",
+                    "cpu_features": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]}
+    assert _cpu_words({"cpu_cores": 2, **info}) == (
+        "2 CPU cores (AMD EPYC; avx2, avx512f, avx512_vnni, avx512_bf16)")
+    unknown = cpu_description(tmp_path / "missing")
+    assert unknown == {"cpu_model": None, "cpu_features": None}
+    assert _cpu_words({"cpu_cores": 2, **unknown}) == "2 CPU cores"

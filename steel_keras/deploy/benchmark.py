@@ -43,10 +43,44 @@ from steel_keras.errors import ConfigError
 REFERENCE = "keras"
 
 
+#: The CPU features that decide which runtime is fastest on a CPU: wide vectors, INT8 dot
+#: products (``onnx_int8``) and native bfloat16 (``tf_bf16``).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU's model name and which of :data:`CPU_FEATURES` it has.
+
+    Both None where ``cpuinfo`` cannot be read (not Linux).
+    """
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return {"cpu_model": None, "cpu_features": None}
+    fields: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {"cpu_model": fields.get("model name"),
+            "cpu_features": [name for name in CPU_FEATURES if name in flags]}
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    return {"cpu_cores": cpu_cores(), "processor": platform.processor() or platform.machine(),
+    return {"cpu_cores": cpu_cores(), **cpu_description(),
+            "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _cpu_words(info: dict[str, Any]) -> str:
+    """``2 CPU cores (AMD EPYC; avx2)`` for a report's first line."""
+    words = f"{info['cpu_cores']} CPU cores"
+    if info.get("cpu_features") is None:
+        return words
+    features = ", ".join(info["cpu_features"]) or "no AVX2"
+    return f"{words} ({info.get('cpu_model') or 'unknown CPU'}; {features})"
 
 
 def _versions() -> dict[str, str]:
@@ -234,7 +268,7 @@ def markdown_report(result: dict[str, Any]) -> str:
     """A Markdown table of :func:`benchmark_run`'s result, then the runtimes not measured."""
     size = "x".join(str(v) for v in result["image_size"])
     load = result.get("load_average")
-    lines = [f"Batch {result['batch']} at {size}, {result['machine']['cpu_cores']} CPU cores, "
+    lines = [f"Batch {result['batch']} at {size}, {_cpu_words(result['machine'])}, "
              f"{result['iterations']} timed batches x {result['rounds']} round(s) per runtime"
              + (f"; load average {load[0]:.1f} before, {load[1]:.1f} after." if load else "."),
              "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
