@@ -145,8 +145,7 @@ def main() -> None:
 
 def _payload(args: argparse.Namespace, results: list[dict], exports: dict,
              started: float) -> dict:
-    return {"command": "python " + " ".join(sys.argv),
-            "size": list(args.size),
+    return {"command": "python " + " ".join(sys.argv), "size": list(args.size),
             "batch": args.batch, "iterations": args.iterations, "rounds": args.rounds,
             "seconds": time.perf_counter() - started, "export_parity": exports,
             "benchmarks": results}
@@ -158,8 +157,7 @@ def _table(results: list[dict], exports: dict) -> str:
               "load_average": [results[0]["load_average"][0], results[-1]["load_average"][1]]
               if results[0].get("load_average") else None}
     lines = ["# Runtimes at full size on this machine", "", "`" + " ".join(sys.argv) + "`", "",
-             markdown_report(merged),
-             "Export parity with Keras (8 real images, at export):",
+             markdown_report(merged), "Export parity with Keras (8 real images, at export):",
              "", "| family | export | max abs diff | Dice agreement | export s |",
              "|---|---|---|---|---|"]
     for family, parity in exports.items():

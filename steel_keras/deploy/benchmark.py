@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from steel_keras.deploy._layout import RunModel, run_images, run_models
+from steel_keras.deploy.bf16 import cpu_info
 from steel_keras.deploy.export import _worker_env
 from steel_keras.deploy.parity import Parity
 from steel_keras.deploy.runners import (
@@ -53,15 +54,9 @@ def cpu_description(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
 
     Both None where ``cpuinfo`` cannot be read (not Linux).
     """
-    try:
-        lines = Path(cpuinfo).read_text().splitlines()
-    except OSError:
+    fields = cpu_info(cpuinfo)
+    if fields is None:
         return {"cpu_model": None, "cpu_features": None}
-    fields: dict[str, str] = {}
-    for line in lines:
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip(), value.strip())
     flags = set(fields.get("flags", "").split())
     return {"cpu_model": fields.get("model name"),
             "cpu_features": [name for name in CPU_FEATURES if name in flags]}

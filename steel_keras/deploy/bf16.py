@@ -36,21 +36,34 @@ POLICY = "mixed_bfloat16"
 _CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, str] | None:
+    """The fields of ``/proc/cpuinfo`` (``model name``, ``flags``, ...; the first CPU's value of
+    each), or None where it cannot be read (not Linux)."""
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return None
+    fields: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _native_bf16(info: dict[str, str]) -> str | None:
+    flags = set(info.get("flags", "").split())
+    return next((flag for flag in reversed(_CPU_FLAGS) if flag in flags), None)
+
+
 def cpu_bf16_support(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
     """The CPU feature that runs bfloat16 natively (``amx_bf16``, ``avx512_bf16``), or None.
 
     None also where the CPU's flags cannot be read (not Linux): the runtime still runs there,
     perhaps emulated and slower than float32.
     """
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return next((flag for flag in reversed(_CPU_FLAGS) if flag in flags), None)
-    return None
+    info = cpu_info(cpuinfo)
+    return _native_bf16(info) if info is not None else None
 
 
 def emulation_warning(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
@@ -58,11 +71,8 @@ def emulation_warning(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
 
     Also None where the flags cannot be read (not Linux): nothing is known then.
     """
-    try:
-        Path(cpuinfo).read_text()
-    except OSError:
-        return None
-    if cpu_bf16_support(cpuinfo):
+    info = cpu_info(cpuinfo)
+    if info is None or _native_bf16(info):
         return None
     return ("tf_bf16: this CPU has neither AVX512-BF16 nor AMX, so TensorFlow emulates "
             "bfloat16, slower than float32 (0.92x tf_function for the sm Unet, 0.16x for the "
