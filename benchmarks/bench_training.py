@@ -1,7 +1,8 @@
 """Training throughput and peak memory of every model family: is training input-bound?
 
-For each model family, image size and feed, one training run of ``model.fit`` (batch 8, Adam,
-random weights) in its own subprocess, so that its peak resident memory (``ru_maxrss`` of that
+For each model family, image size and feed, one training run of ``model.fit`` (batch 8 or
+``--batch-size``, Adam, random weights; ``--width`` for ``unet_separable``) in its own
+subprocess, so that its peak resident memory (``ru_maxrss`` of that
 process) is its own. Two feeds:
 
 - ``pipeline``: the real input pipeline, ``segmentation_dataset`` / ``classification_dataset``
@@ -133,11 +134,13 @@ def child(family: str, size: tuple[int, int], feed: str, data: Path, args) -> di
     ds = SteelDataset(data)
     ids = ds.train_image_ids
     if feed == "cached":  # time only steps served from the cache: the first epoch decodes
-        args.warmup = max(args.warmup, -(-len(ids) // BATCH) + 1)
+        args.warmup = max(args.warmup, -(-len(ids) // args.batch_size) + 1)
     if kind == "classifier":
         model = build_classifier(input_shape=(*size, 1), **spec)
         loss = "binary_crossentropy"
     else:
+        if family == "unet_separable" and args.width != 1.0:
+            spec = {**spec, "width": args.width}
         model = build_segmenter(input_shape=(*size, 1), classes=4, **spec)
         loss = get_loss("bce_dice")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
@@ -146,7 +149,7 @@ def child(family: str, size: tuple[int, int], feed: str, data: Path, args) -> di
         common = {
             "cache": feed == "cached",
             "image_size": size,
-            "batch_size": BATCH,
+            "batch_size": args.batch_size,
             "augment": make_augmentation(),
             "shuffle": True,
             "repeat": True,
@@ -160,7 +163,7 @@ def child(family: str, size: tuple[int, int], feed: str, data: Path, args) -> di
         arrays = load_arrays(
             ds, ids, size, kind="segmentation" if kind == "segmenter" else "classification"
         )
-        batches = tf.data.Dataset.from_tensor_slices(arrays).batch(BATCH).repeat()
+        batches = tf.data.Dataset.from_tensor_slices(arrays).batch(args.batch_size).repeat()
         del arrays
 
     class StepTimer(keras.callbacks.Callback):
@@ -238,6 +241,10 @@ def run_child(family: str, size: tuple[int, int], feed: str, data: Path, args) -
         str(args.timeout),
         "--dtype-policy",
         args.dtype_policy,
+        "--batch-size",
+        str(args.batch_size),
+        "--width",
+        str(args.width),
     ]
     start = time.perf_counter()
     try:
@@ -277,6 +284,9 @@ def _settings(args, data: Path) -> dict:
         "min_seconds": args.min_seconds,
         "max_steps": args.max_steps,
         "dtype_policy": args.dtype_policy,
+        # Only where they differ from the defaults, so that runs logged before they existed match.
+        **({"batch_size": args.batch_size} if args.batch_size != BATCH else {}),
+        **({"width": args.width} if args.width != 1.0 else {}),
     }
 
 
@@ -292,6 +302,10 @@ def _logged_runs(settings: dict) -> dict[tuple[str, str, str], dict]:
             if record.pop("settings", None) == settings:
                 runs[record["family"], record["size"], record["feed"]] = record
     return runs
+
+
+def _images_per_s(run: dict, batch_size: int) -> str:
+    return f"{batch_size / run['step_s_median']:.1f}" if "error" not in run else "failed"
 
 
 def _tail(text: str | None, lines: int = 60) -> str:
@@ -344,10 +358,23 @@ def main(argv: list[str] | None = None) -> None:
         help="the Keras dtype policy to train under (default float32)",
     )
     parser.add_argument(
+        "--batch-size", type=int, default=BATCH, help=f"images per step (default {BATCH})"
+    )
+    parser.add_argument(
+        "--width",
+        type=float,
+        default=1.0,
+        help="unet_separable's width multiplier (default 1.0; quick-cpu trains 0.5)",
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("FAMILY", "SIZE", "FEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     args.warmup = max(1, args.warmup)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not 0 < args.width <= 4:
+        parser.error(f"--width must be in (0, 4], got {args.width:g}")
 
     if args.child:
         import faulthandler
@@ -452,8 +479,8 @@ def main(argv: list[str] | None = None) -> None:
                     size_name(size),
                     cell(pipe, "{:.3f}", "step_s_median"),
                     cell(mem, "{:.3f}", "step_s_median"),
-                    f"{BATCH / pipe['step_s_median']:.1f}" if "error" not in pipe else "failed",
-                    f"{BATCH / mem['step_s_median']:.1f}" if "error" not in mem else "failed",
+                    _images_per_s(pipe, args.batch_size),
+                    _images_per_s(mem, args.batch_size),
                     f"{100 * ratio:.0f} %" if ratio is not None else "-",
                     cell(cached, "{:.3f}", "step_s_median") if cached else "-",
                     f"{100 * cached_ratio:.0f} %" if cached_ratio is not None else "-",
@@ -470,10 +497,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{r['family']} {r['size']} {r['feed']}: {r['error']}" for r in results if "error" in r
     ]
     table = (
-        f"Training throughput, batch {BATCH}, Adam, random weights, dtype policy "
-        f"{args.dtype_policy}; {N_IMAGES} images "
+        f"Training throughput, batch {args.batch_size}, Adam, random weights, dtype policy "
+        f"{args.dtype_policy}"
+        + (f", unet_separable at width {args.width:g}" if args.width != 1.0 else "")
+        + f"; {N_IMAGES} images "
         f"({source}); pipeline = tf.data with shuffle + flips + brightness/contrast, "
-        f"in-memory = load_arrays -> from_tensor_slices().batch({BATCH}); median step after "
+        f"in-memory = load_arrays -> from_tensor_slices().batch({args.batch_size}); "
+        "median step after "
         f"{args.warmup} warm-up steps, at least {args.steps} timed steps and "
         f"{args.min_seconds:g} s; each run in its own process. Load average (1 min) "
         f"before/after the whole run: {load_start[0]:.2f}/{load_end[0]:.2f} on "
@@ -517,7 +547,8 @@ def main(argv: list[str] | None = None) -> None:
     write_results(
         args.write_as,
         {
-            "batch_size": BATCH,
+            "batch_size": args.batch_size,
+            "unet_separable_width": args.width,
             "dtype_policy": args.dtype_policy,
             "images": N_IMAGES,
             "source": source,
