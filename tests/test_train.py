@@ -265,7 +265,7 @@ def test_train_cli_unknown_device_is_one_line_exit_2(tiny_dataset, tmp_path):
 def test_quick_cpu_meets_its_quality_bars(tmp_path):
     """The default recipe on the default synthetic data: the issue's quality bars.
 
-    About 4 minutes on 2 cores (1 to generate the data, 1 to 2 per stage); its time is measured
+    About 5 minutes on 2 cores (4 min 52 s when measured); its time is measured
     by `steel-keras baseline`, in docs/benchmarks.md, not here.
     """
     from steel_keras.synthetic import generate_dataset
