@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -52,3 +53,17 @@ def write_results(name: str, payload: dict, table: str) -> tuple[Path, Path]:
     print(table)
     print(f"wrote {json_path} and {md_path}")
     return json_path, md_path
+
+
+def parse_sizes(parser: argparse.ArgumentParser, text: str) -> tuple[tuple[int, int], ...]:
+    """``"128x800,256x1600"`` to ``((128, 800), (256, 1600))``; a bad one is a usage error."""
+    sizes = []
+    for part in text.split(","):
+        try:
+            height, width = (int(v) for v in part.strip().lower().split("x"))
+        except ValueError:
+            parser.error(f"--sizes: {part!r} is not HEIGHTxWIDTH, e.g. 128x800")
+        if height < 1 or width < 1:
+            parser.error(f"--sizes: {part!r} must be positive")
+        sizes.append((height, width))
+    return tuple(sizes)

@@ -2,13 +2,14 @@
 
 Times ``segmentation_dataset`` and ``classification_dataset`` (``steel_keras.data.pipelines``)
 with :func:`~steel_keras.data.augment.make_augmentation`'s defaults (flips, brightness and
-contrast) at 128 x 800 and 256 x 1600, batch 8, on real JPEG files of a synthetic dataset.
+contrast) at 128 x 800 and 256 x 1600, batch 8 (``--batch-size``), on real JPEG files of a
+synthetic dataset.
 Each row is the median over ``--epochs`` timed passes after one warm-up pass; the rows take
 turns pass by pass, so that load from other processes hits them alike. For reference it also
 times, on the same images:
 
 - ``tf.data, cache=True``: the pipeline keeping decoded, resized images in memory after the
-  warm-up pass (augmentation still runs every epoch);
+  warm-up pass (augmentation still runs every epoch), as the ``quick-cpu`` recipe trains;
 - ``in-memory``: the same batches, unaugmented, from arrays already in memory (``load_arrays``
   then ``tf.data.Dataset.from_tensor_slices``): the ceiling, what "vs in-memory" divides by;
 - ``PyDataset (2 threads)``: the same loader behind ``keras.utils.PyDataset`` with two worker
@@ -18,6 +19,9 @@ The dataset is ``steel_keras.synthetic.generate_dataset``'s when that module exi
 plain textured-noise one written here with Pillow (1600 x 256 RGB JPEGs, rectangles as masks).
 
     python benchmarks/bench_pipeline.py [--images 96] [--epochs 5] [--compare-pydataset]
+        [--batch-size 8] [--sizes 128x800,256x1600] [--write-as pipeline]
+
+``--write-as NAME`` writes ``results/NAME.{json,md}`` instead of ``pipeline``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import pandas as pd
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, write_results  # noqa: E402
+from _common import markdown_table, parse_sizes, write_results  # noqa: E402
 
 from steel_keras.data import SteelDataset, make_augmentation  # noqa: E402
 from steel_keras.data.annotations import write_annotations  # noqa: E402
@@ -108,17 +112,17 @@ def time_interleaved(
     return {key: (statistics.median(rates[key]), statistics.median(cpu[key])) for key in cases}
 
 
-def pydataset(loader: SampleLoader, workers: int = 2):
+def pydataset(loader: SampleLoader, batch: int, workers: int = 2):
     """The alternative to tf.data: the same loader as a keras.utils.PyDataset."""
     import keras
 
     class Batches(keras.utils.PyDataset):
         def __len__(self) -> int:
-            return -(-len(loader) // BATCH)
+            return -(-len(loader) // batch)
 
         def __getitem__(self, i: int):
             samples = [
-                loader.load(j, seed=j) for j in range(i * BATCH, min((i + 1) * BATCH, len(loader)))
+                loader.load(j, seed=j) for j in range(i * batch, min((i + 1) * batch, len(loader)))
             ]
             return tuple(np.stack(a) for a in zip(*samples, strict=True))
 
@@ -132,27 +136,37 @@ def iterate_pydataset(batches):
     return PyDatasetAdapter(batches, shuffle=False).get_tf_dataset()
 
 
-def run(ds: SteelDataset, epochs: int, compare_pydataset: bool) -> list[dict]:
+def run(
+    ds: SteelDataset,
+    epochs: int,
+    compare_pydataset: bool,
+    batch: int = BATCH,
+    sizes: tuple[tuple[int, int], ...] = SIZES,
+) -> list[dict]:
     import tensorflow as tf
 
     ids = ds.train_image_ids
     augment = make_augmentation()
-    common = {"batch_size": BATCH, "augment": augment, "shuffle": True}
+    common = {"batch_size": batch, "augment": augment, "shuffle": True}
     results = []
-    for size in SIZES:
+    for size in sizes:
         x, y = load_arrays(ds, ids, size)
-        in_memory = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+        in_memory = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
         seg = segmentation_dataset(ds, ids, image_size=size, **common)
         cached = segmentation_dataset(ds, ids, image_size=size, cache=True, **common)
         cls = classification_dataset(ds, ids, image_size=size, target="multilabel", **common)
+        cls_cached = classification_dataset(
+            ds, ids, image_size=size, target="multilabel", cache=True, **common
+        )
         cases = {
             ("segmentation", "in-memory"): lambda m=in_memory: m,
             ("segmentation", "tf.data"): lambda p=seg: p,
             ("segmentation", "tf.data, cache=True"): lambda p=cached: p,
             ("classification", "tf.data"): lambda p=cls: p,
+            ("classification", "tf.data, cache=True"): lambda p=cls_cached: p,
         }
         if compare_pydataset:
-            batches = pydataset(SampleLoader(ds, ids, size, augment=augment))
+            batches = pydataset(SampleLoader(ds, ids, size, augment=augment), batch)
             cases["segmentation", "PyDataset (2 threads)"] = lambda b=batches: iterate_pydataset(b)
         timings = time_interleaved(cases, len(ids), epochs)
         for (pipeline, backend), (rate, cpu_ms) in timings.items():
@@ -180,14 +194,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=5, help="timed passes (median)")
     parser.add_argument("--data", type=Path, help="use this Kaggle-layout folder instead")
     parser.add_argument("--compare-pydataset", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=BATCH, help="images per batch")
+    parser.add_argument(
+        "--sizes", default="128x800,256x1600", help="comma-separated HxW image sizes"
+    )
+    parser.add_argument("--write-as", default="pipeline", help="results/NAME.{json,md}")
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    sizes = parse_sizes(parser, args.sizes)
     with tempfile.TemporaryDirectory() as tmp:
         if args.data:
             ds, source = SteelDataset(args.data), str(args.data)
         else:
             ds, source = make_dataset(Path(tmp) / "data", args.images)
         load_before = os.getloadavg()
-        results = run(ds, args.epochs, args.compare_pydataset)
+        results = run(ds, args.epochs, args.compare_pydataset, args.batch_size, sizes)
         load_after = os.getloadavg()
     in_memory = {r["size"]: r["images_per_s"] for r in results if r["backend"] == "in-memory"}
     for r in results:
@@ -210,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         for r in results
     ]
     table = (
-        f"Input pipelines, batch {BATCH}, augmentation = flips + brightness/contrast, "
+        f"Input pipelines, batch {args.batch_size}, augmentation = flips + brightness/contrast, "
         f"{len(ds.train_image_ids)} images ({source}); median of {args.epochs} epochs "
         f"after 1 warm-up; load average before/after: {load_before[0]:.2f}/"
         f"{load_after[0]:.2f} on {os.cpu_count()} cores.\n\n"
@@ -232,9 +254,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     )
     write_results(
-        "pipeline",
+        args.write_as,
         {
-            "batch_size": BATCH,
+            "batch_size": args.batch_size,
             "epochs": args.epochs,
             "images": len(ds.train_image_ids),
             "source": source,

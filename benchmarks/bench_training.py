@@ -31,7 +31,10 @@ into ``benchmarks/.cache``), else ``bench_pipeline.py``'s plain textured-noise o
     python benchmarks/bench_training.py [--families small_cnn,unet_resnet18]
         [--sizes 128x800,256x1600] [--skip-slow] [--warmup 3] [--steps 5] [--min-seconds 10]
 
-``--skip-slow`` leaves out the families in ``SLOW`` at 256 x 1600 (on 2 CPU cores each takes
+``--rounds N`` runs every feed N times, in alternating order, and takes the median of the runs'
+median steps: on a machine whose host steals CPU time, one run of 40 s can be 20 % slower than
+the next for no reason of its own, so a single pipeline / in-memory pair is a coin toss near the
+bar. ``--skip-slow`` leaves out the families in ``SLOW`` at 256 x 1600 (on 2 CPU cores each takes
 minutes there). ``--write-as NAME`` writes ``results/NAME.{json,md}`` instead of ``training``.
 ``--dtype-policy mixed_bfloat16`` (or ``mixed_float16``) trains under that Keras dtype policy,
 as ``steel-keras train-* --mixed-precision bfloat16`` does: on a CPU with AVX512-BF16 or AMX,
@@ -51,7 +54,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, write_results  # noqa: E402
+from _common import markdown_table, parse_sizes, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -313,6 +316,66 @@ def _tail(text: str | None, lines: int = 60) -> str:
     return "\n".join(kept[-lines:])
 
 
+def _print_run(family: str, size: tuple[int, int], feed: str, r: dict) -> None:
+    if "error" in r:
+        print(f"  {family:17} {size_name(size):8} {feed:9}: {r['error']}", flush=True)
+        return
+    print(
+        f"  {family:17} {size_name(size):8} {feed:9}: "
+        f"{r['step_s_median']:.3f} s/step (mean {r['step_s_mean']:.3f}, "
+        f"{r['timed_steps']} steps), {r['cpu_s_per_step_median']:.3f} CPU s/step, "
+        f"peak {r['peak_rss_mb']:.0f} MB, load {r['loadavg_before'][0]:.2f}"
+        f"->{r['loadavg_after'][0]:.2f}, "
+        + ("reused" if r.get("reused") else f"{r['process_s']:.0f} s"),
+        flush=True,
+    )
+
+
+def _combine_rounds(results: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """One record per (family, size, feed): the median over rounds of each run's median step.
+
+    A failed round makes the whole record failed. ``step_s_rounds`` keeps each round's median.
+    """
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    for r in results:
+        runs.setdefault((r["family"], r["size"], r["feed"]), []).append(r)
+    combined = {}
+    for key, group in runs.items():
+        failed = [r for r in group if "error" in r]
+        if failed:
+            combined[key] = failed[0]
+            continue
+        combined[key] = {
+            **group[0],
+            "step_s_median": statistics.median(r["step_s_median"] for r in group),
+            "cpu_s_per_step_median": statistics.median(r["cpu_s_per_step_median"] for r in group),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in group),
+            "step_s_rounds": [r["step_s_median"] for r in group],
+        }
+    return combined
+
+
+def _round_ratios(pipe: dict, mem: dict, cached: dict | None) -> dict[str, list[float]]:
+    """Per round: in-memory step / pipeline (and cached) step, where there are several rounds."""
+    mem_steps = mem.get("step_s_rounds", [])
+    if len(mem_steps) < 2:
+        return {}
+    out = {}
+    for name, other in (("ratio_rounds", pipe), ("cached_ratio_rounds", cached)):
+        steps = (other or {}).get("step_s_rounds", [])
+        if len(steps) == len(mem_steps):
+            out[name] = [m / p for m, p in zip(mem_steps, steps, strict=True)]
+    return out
+
+
+def _ratio_cell(ratio: float | None, rounds: list[float] | None) -> str:
+    if ratio is None:
+        return "-"
+    if not rounds:
+        return f"{100 * ratio:.0f} %"
+    return f"{100 * ratio:.0f} % ({100 * min(rounds):.0f}-{100 * max(rounds):.0f})"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -367,12 +430,23 @@ def main(argv: list[str] | None = None) -> None:
         help="unet_separable's width multiplier (default 1.0; quick-cpu trains 0.5)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every feed this many times, in alternating order, and take the median of "
+        "the runs' median steps: on a shared machine load drifts between runs",
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("FAMILY", "SIZE", "FEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     args.warmup = max(1, args.warmup)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.rounds > 1 and args.reuse:
+        parser.error("--reuse takes one logged run per feed; it does not combine with --rounds")
     if not 0 < args.width <= 4:
         parser.error(f"--width must be in (0, 4], got {args.width:g}")
 
@@ -400,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         parser.error(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
-    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    sizes = list(parse_sizes(parser, args.sizes))
     if args.data:
         data, source = args.data, str(args.data)
     else:
@@ -416,35 +490,28 @@ def main(argv: list[str] | None = None) -> None:
             if args.skip_slow and family in args.slow.split(",") and size == (256, 1600):
                 skipped.append(f"{family} {size_name(size)}")
                 continue
-            feeds = FEEDS if turn % 2 == 0 else FEEDS[::-1]
+            feeds = FEEDS
             if family in args.cached_for.split(","):
                 feeds = (*feeds, "cached")
-            turn += 1
-            for feed in feeds:
-                r = logged.get((family, size_name(size), feed))
-                if r is not None:
-                    r = {**r, "reused": True}
-                else:
-                    r = run_child(family, size, feed, data, args)
-                results.append(r)
-                if "error" in r:
-                    print(f"  {family:17} {size_name(size):8} {feed:9}: {r['error']}", flush=True)
-                else:
-                    print(
-                        f"  {family:17} {size_name(size):8} {feed:9}: "
-                        f"{r['step_s_median']:.3f} s/step (mean {r['step_s_mean']:.3f}, "
-                        f"{r['timed_steps']} steps), {r['cpu_s_per_step_median']:.3f} CPU s/step, "
-                        f"peak {r['peak_rss_mb']:.0f} MB, load {r['loadavg_before'][0]:.2f}"
-                        f"->{r['loadavg_after'][0]:.2f}, "
-                        + ("reused" if r.get("reused") else f"{r['process_s']:.0f} s"),
-                        flush=True,
-                    )
+            for round_ in range(args.rounds):
+                # Alternate the order from one family (and round) to the next.
+                order = feeds if turn % 2 == 0 else feeds[::-1]
+                turn += 1
+                for feed in order:
+                    r = logged.get((family, size_name(size), feed))
+                    if r is not None:
+                        r = {**r, "reused": True}
+                    else:
+                        r = run_child(family, size, feed, data, args)
+                    r["round"] = round_
+                    results.append(r)
+                    _print_run(family, size, feed, r)
     load_end = os.getloadavg()
     n_reused = sum(1 for r in results if r.get("reused"))
     total_s = time.perf_counter() - wall_start
 
     rows, pairs = [], []
-    by_key = {(r["family"], r["size"], r["feed"]): r for r in results}
+    by_key = _combine_rounds(results)
     for size in sizes:
         for family in families:
             pipe = by_key.get((family, size_name(size), "pipeline"))
@@ -460,6 +527,11 @@ def main(argv: list[str] | None = None) -> None:
                 else None
             )
             cpu_ratio = mem["cpu_s_per_step_median"] / pipe["cpu_s_per_step_median"] if ok else None
+            cached_cpu_ratio = (
+                mem["cpu_s_per_step_median"] / cached["cpu_s_per_step_median"]
+                if cached_ratio is not None
+                else None
+            )
             pairs.append(
                 {
                     "family": family,
@@ -467,6 +539,8 @@ def main(argv: list[str] | None = None) -> None:
                     "ratio": ratio,
                     "cpu_ratio": cpu_ratio,
                     "cached_ratio": cached_ratio,
+                    "cached_cpu_ratio": cached_cpu_ratio,
+                    **_round_ratios(pipe, mem, cached),
                 }
             )
 
@@ -481,10 +555,11 @@ def main(argv: list[str] | None = None) -> None:
                     cell(mem, "{:.3f}", "step_s_median"),
                     _images_per_s(pipe, args.batch_size),
                     _images_per_s(mem, args.batch_size),
-                    f"{100 * ratio:.0f} %" if ratio is not None else "-",
+                    _ratio_cell(ratio, pairs[-1].get("ratio_rounds")),
                     cell(cached, "{:.3f}", "step_s_median") if cached else "-",
-                    f"{100 * cached_ratio:.0f} %" if cached_ratio is not None else "-",
+                    _ratio_cell(cached_ratio, pairs[-1].get("cached_ratio_rounds")),
                     f"{100 * cpu_ratio:.0f} %" if cpu_ratio is not None else "-",
+                    f"{100 * cached_cpu_ratio:.0f} %" if cached_cpu_ratio is not None else "-",
                     cell(pipe, "{:.0f}", "peak_rss_mb"),
                     cell(mem, "{:.0f}", "peak_rss_mb"),
                     cell(pipe, "{:.2f}", "cpu_s_per_step_median"),
@@ -505,7 +580,14 @@ def main(argv: list[str] | None = None) -> None:
         f"in-memory = load_arrays -> from_tensor_slices().batch({args.batch_size}); "
         "median step after "
         f"{args.warmup} warm-up steps, at least {args.steps} timed steps and "
-        f"{args.min_seconds:g} s; each run in its own process. Load average (1 min) "
+        f"{args.min_seconds:g} s; each run in its own process"
+        + (
+            f"; {args.rounds} rounds of every feed in alternating order, each step time the "
+            "median of the rounds' medians, the range of the rounds' ratios in brackets."
+            if args.rounds > 1
+            else "."
+        )
+        + " Load average (1 min) "
         f"before/after the whole run: {load_start[0]:.2f}/{load_end[0]:.2f} on "
         f"{os.cpu_count()} cores; {total_s / 60:.1f} min in all."
         + (
@@ -519,7 +601,8 @@ def main(argv: list[str] | None = None) -> None:
         "augmentation each step), measured for the fast families only. "
         "`CPU s/step` counts all threads of the process; `CPU ratio` = CPU s/step in memory / "
         "with the pipeline, what the ratio would be if the step were CPU-bound on all cores "
-        "(hardly depends on other load). `load` = 1-minute load average when "
+        "(less dependent on other load than the wall clock); `CPU ratio cached` the same "
+        "with `cache=True`. `load` = 1-minute load average when "
         "the pipeline / in-memory run started.\n\n"
         + markdown_table(
             [
@@ -533,6 +616,7 @@ def main(argv: list[str] | None = None) -> None:
                 "s/step cached",
                 "ratio cached",
                 "CPU ratio",
+                "CPU ratio cached",
                 "peak RSS MB pipeline",
                 "peak RSS MB in-memory",
                 "CPU s/step pipeline",

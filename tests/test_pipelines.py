@@ -232,6 +232,54 @@ def test_augmentation_is_copied_once_per_thread_not_per_image(ds):
     assert 1 <= CountingFlip.copies <= 16  # TensorFlow's threads; 88 images went through
 
 
+class CountingSeeds:
+    """A flip transform that records the seeds the pipeline gives it."""
+
+    seeds: list[int] = []
+
+    def __init__(self) -> None:
+        self.flip = make_augmentation(p=0.5, brightness_contrast=False)
+
+    def set_random_seed(self, seed: int) -> None:
+        CountingSeeds.seeds.append(seed)
+        self.flip.set_random_seed(seed)
+
+    def __call__(self, **data: np.ndarray) -> dict:
+        return self.flip(**data)
+
+
+def test_augmentation_is_seeded_once_per_batch(ds):
+    # Seeding albumentations costs as much as flipping and shifting an image: once per batch.
+    CountingSeeds.seeds = []
+    pipeline = segmentation_dataset(
+        ds, ds.train_image_ids, image_size=SIZE, batch_size=4, augment=CountingSeeds(), seed=2
+    )
+    x, y = collect(pipeline)
+    assert len(CountingSeeds.seeds) == 3  # 11 images in batches of 4
+    assert_masks_on_bright_pixels(x, y)
+    CountingSeeds.seeds = []
+    again = collect(pipeline)  # a new epoch: new seeds, new flips
+    assert len(CountingSeeds.seeds) == 3 and not np.array_equal(again[0], x)
+
+
+def test_load_batch_stacks_what_load_gives(ds):
+    loader = SampleLoader(ds, ds.train_image_ids, SIZE)
+    images, masks = loader.load_batch([5, 0, 2])
+    assert images.shape == (3, *SIZE, 1) and images.dtype == np.uint8
+    assert masks.shape == (3, *SIZE, 4) and masks.dtype == np.uint8
+    for k, index in enumerate([5, 0, 2]):
+        image, mask = loader.load_uint8(index)
+        assert np.array_equal(images[k], image) and np.array_equal(masks[k], mask)
+    labels = SampleLoader(ds, ds.train_image_ids, SIZE, kind="classification", target="multilabel")
+    _, y = labels.load_batch(np.array([1, 2]))
+    assert y.dtype == np.float32 and np.array_equal(y, ds.class_labels(ds.train_image_ids)[1:3])
+    augmented = SampleLoader(ds, ds.train_image_ids, SIZE, augment=True, crop=(32, 200))
+    first, again = augmented.load_batch(range(6), seed=9), augmented.load_batch(range(6), seed=9)
+    assert first[0].shape == (6, 32, 200, 1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], augmented.load_batch(range(6), seed=10)[0])
+
+
 def test_make_augmentation_arguments():
     image = np.arange(16 * 32, dtype=np.uint8).reshape(16, 32)
     masks = np.zeros((16, 32, 4), np.uint8)

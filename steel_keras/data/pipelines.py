@@ -1,19 +1,21 @@
 """Input pipelines: batches of images and labels or masks for Keras 3.
 
-The pipelines are ``tf.data`` datasets. Each image is read, resized, cropped and augmented in
-numpy (:class:`SampleLoader`) inside ``tf.numpy_function``, called from a parallel ``map``;
-whole batches are then scaled to float32 in TensorFlow, so a quarter of the bytes cross into
-TensorFlow. Pillow's JPEG decoder, OpenCV and most of numpy release the GIL, so two threads keep
-two cores busy. ``keras.utils.PyDataset`` with two worker threads, the other candidate, was
-measured against it on the same shared 2-core machine (``benchmarks/bench_pipeline.py``,
-segmentation with augmentation, batch 8): 146 vs 71 images/s at 128 x 800 and 75 vs 49 at
-256 x 1600, using 8.2 vs 13.3 and 11.6 vs 20.8 CPU ms per image; its batches also reach
-``model.fit`` through a Python generator. ``tf.data`` is also what ``fit``, ``predict`` and the
-export paths consume natively.
+The pipelines are ``tf.data`` datasets. The images of a batch are read, resized, cropped and
+augmented in numpy (:meth:`SampleLoader.load_batch`) inside one ``tf.numpy_function`` call, the
+batches loaded by a parallel ``map``; whole batches are then scaled to float32 in TensorFlow, so
+a quarter of the bytes cross into TensorFlow. One call per batch rather than per image, with the
+augmentation seeded once per batch, is what keeps a cached pipeline cheap next to a small model
+(``docs/benchmarks.md``). Pillow's JPEG decoder, OpenCV and most of numpy release the GIL, so
+two threads keep two cores busy. ``keras.utils.PyDataset`` with two worker threads, the other
+candidate, was measured against it on the same shared 2-core machine
+(``benchmarks/bench_pipeline.py``, segmentation with augmentation, batch 8): 146 vs 71 images/s
+at 128 x 800 and 75 vs 49 at 256 x 1600, using 8.2 vs 13.3 and 11.6 vs 20.8 CPU ms per image;
+its batches also reach ``model.fit`` through a Python generator. ``tf.data`` is also what
+``fit``, ``predict`` and the export paths consume natively.
 
-Augmentation is deterministic: every sample gets its own seed from a ``tf.data`` random stream
+Augmentation is deterministic: every batch gets its own seed from a ``tf.data`` random stream
 seeded with ``seed`` that draws new values each epoch, so a run repeats exactly, epochs differ,
-and results do not depend on which thread loaded which image.
+and results do not depend on which thread loaded which batch.
 
 TensorFlow is imported inside the functions that build datasets, so importing this module (for
 :func:`load_arrays` or :func:`per_class_ids`) stays cheap.
@@ -135,21 +137,42 @@ class SampleLoader:
     def load_uint8(self, index: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`load`, before scaling: image ``uint8`` ``(H, W, 1)``, masks ``uint8``.
 
-        Labels are float32 already. The pipelines scale whole batches in TensorFlow, which
-        moves a quarter of the bytes through ``tf.numpy_function`` and the batching.
+        Labels are float32 already.
         """
-        image, masks = self._decoded(int(index))
+        images, targets = self.load_batch([index], seed)
+        return images[0], targets[0]
+
+    def load_batch(
+        self, indices: Sequence[int] | np.ndarray, seed: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Samples ``indices`` stacked: images ``uint8`` ``(B, H, W, 1)`` and their targets.
+
+        Targets are ``uint8`` masks ``(B, H, W, C)`` or float32 labels ``(B, C)``. ``seed``
+        fixes the random crops and augmentation of the whole batch: one random generator
+        draws them in order, and the augmentation is seeded once, not once per sample
+        (albumentations builds new random generators at every ``set_random_seed``). The
+        pipelines call this once per batch and scale whole batches in TensorFlow, which moves
+        a quarter of the bytes through ``tf.numpy_function`` and saves a call per image.
+        """
         rng = None
         if self.crop is not None or self._augment is not None:
             # tf.data's seeds are signed int64; numpy wants them non-negative.
             rng = np.random.default_rng(None if seed is None else int(seed) & (2**63 - 1))
-        if self.crop is not None:
-            image, masks = _random_crop(image, masks, self.crop, rng)
-        if self._augment is not None:
-            image, masks = self._apply_augment(image, masks, int(rng.integers(2**31)))
-        if self.kind == "classification":
-            return image[..., None], self.labels[int(index)]
-        return image[..., None], masks
+        augment = None if self._augment is None else self._thread_augment(rng)
+        x_shape, y_shape = self.output_shapes
+        images = np.empty((len(indices), *x_shape), np.uint8)
+        y_type = np.float32 if self.kind == "classification" else np.uint8
+        targets = np.empty((len(indices), *y_shape), y_type)
+        for k, index in enumerate(indices):
+            index = int(index)
+            image, masks = self._decoded(index)
+            if self.crop is not None:
+                image, masks = _random_crop(image, masks, self.crop, rng)
+            if augment is not None:
+                image, masks = _apply_augment(augment, image, masks)
+            images[k, ..., 0] = image
+            targets[k] = self.labels[index] if self.kind == "classification" else masks
+        return images, targets
 
     def _decoded(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         if self._cache is not None and index in self._cache:
@@ -165,9 +188,8 @@ class SampleLoader:
             self._cache[index] = (image, masks)
         return image, masks
 
-    def _apply_augment(
-        self, image: np.ndarray, masks: np.ndarray | None, seed: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _thread_augment(self, rng: np.random.Generator) -> Callable[..., dict[str, Any]]:
+        """This thread's copy of the augmentation, seeded from ``rng``."""
         # One copy of the transform per thread: reseeding a shared one would race. Keyed by
         # thread id, not threading.local: tf.numpy_function runs on TensorFlow's threads, whose
         # Python thread state (and with it threading.local) is discarded after every call.
@@ -176,11 +198,17 @@ class SampleLoader:
             with self._lock:
                 augment = self._per_thread[threading.get_ident()] = copy.deepcopy(self._augment)
         if hasattr(augment, "set_random_seed"):
-            augment.set_random_seed(seed)
-        if masks is None:
-            return augment(image=image)["image"], None
-        out = augment(image=image, mask=masks)
-        return out["image"], out["mask"]
+            augment.set_random_seed(int(rng.integers(2**31)))
+        return augment
+
+
+def _apply_augment(
+    augment: Callable[..., dict[str, Any]], image: np.ndarray, masks: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    if masks is None:
+        return augment(image=image)["image"], None
+    out = augment(image=image, mask=masks)
+    return out["image"], out["mask"]
 
 
 def scale_image(image: np.ndarray) -> np.ndarray:
@@ -230,7 +258,7 @@ def _to_tf_dataset(
     repeat: bool,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-    """Indices (shuffled, repeated), per-sample seeds, parallel loading, batching, prefetch."""
+    """Indices (shuffled, repeated) in batches, a seed per batch, parallel loading, prefetch."""
     import tensorflow as tf
 
     if batch_size < 1:
@@ -244,22 +272,21 @@ def _to_tf_dataset(
     # New seeds each epoch, the same sequence for the same `seed`.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     x_shape, y_shape = loader.output_shapes
-
     y_type = tf.float32 if loader.kind == "classification" else tf.uint8
 
-    def load(index: tf.Tensor, sample_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def load(batch: tf.Tensor, batch_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = tf.numpy_function(
-            loader.load_uint8, [index, sample_seed], [tf.uint8, y_type], stateful=False
+            loader.load_batch, [batch, batch_seed], [tf.uint8, y_type], stateful=False
         )
-        return tf.ensure_shape(x, x_shape), tf.ensure_shape(y, y_shape)
+        return tf.ensure_shape(x, (None, *x_shape)), tf.ensure_shape(y, (None, *y_shape))
 
     def to_float(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return tf.cast(x, tf.float32) * (1 / 255), tf.cast(y, tf.float32)
 
-    pipeline = tf.data.Dataset.zip(indices, seeds).map(
+    batches = indices.batch(batch_size, drop_remainder=drop_remainder)
+    pipeline = tf.data.Dataset.zip(batches, seeds).map(
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
-    pipeline = pipeline.batch(batch_size, drop_remainder=drop_remainder)
     return pipeline.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
