@@ -273,12 +273,13 @@ def _to_tf_dataset(
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     x_shape, y_shape = loader.output_shapes
     y_type = tf.float32 if loader.kind == "classification" else tf.uint8
+    rows = batch_size if drop_remainder else None  # a static batch dimension where it is fixed
 
     def load(batch: tf.Tensor, batch_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = tf.numpy_function(
             loader.load_batch, [batch, batch_seed], [tf.uint8, y_type], stateful=False
         )
-        return tf.ensure_shape(x, (None, *x_shape)), tf.ensure_shape(y, (None, *y_shape))
+        return tf.ensure_shape(x, (rows, *x_shape)), tf.ensure_shape(y, (rows, *y_shape))
 
     def to_float(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return tf.cast(x, tf.float32) * (1 / 255), tf.cast(y, tf.float32)
