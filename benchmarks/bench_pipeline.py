@@ -196,7 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare-pydataset", action="store_true")
     parser.add_argument("--batch-size", type=int, default=BATCH, help="images per batch")
     parser.add_argument(
-        "--sizes", default="128x800,256x1600", help="comma-separated HxW image sizes"
+        "--sizes",
+        default=",".join(f"{h}x{w}" for h, w in SIZES),
+        help="comma-separated HxW image sizes",
     )
     parser.add_argument("--write-as", default="pipeline", help="results/NAME.{json,md}")
     args = parser.parse_args(argv)

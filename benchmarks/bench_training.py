@@ -85,11 +85,6 @@ FAMILIES: dict[str, tuple[str, dict]] = {
 SLOW = ("xception", "unet_xception", "unet_resnet18", "fpn_resnet18", "linknet_resnet18")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    height, width = text.lower().split("x")
-    return int(height), int(width)
-
-
 def size_name(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
@@ -456,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
         # A hung run leaves its threads' stacks in stderr, which the parent reports.
         faulthandler.dump_traceback_later(max(1, args.timeout - 15), exit=True)
         family, size, feed = args.child
-        result = child(family, parse_size(size), feed, args.data, args)
+        result = child(family, parse_sizes(parser, size)[0], feed, args.data, args)
         print("RESULT " + json.dumps(result), flush=True)
         try:
             record = {**result, "settings": _settings(args, args.data)}

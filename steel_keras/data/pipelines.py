@@ -123,6 +123,11 @@ class SampleLoader:
             return (height, width, 1), (self.channels,)
         return (height, width, 1), (height, width, self.channels)
 
+    @property
+    def target_dtype(self) -> type[np.generic]:
+        """The dtype of targets before scaling: float32 labels or ``uint8`` masks."""
+        return np.float32 if self.kind == "classification" else np.uint8
+
     def __len__(self) -> int:
         return len(self.image_ids)
 
@@ -161,8 +166,7 @@ class SampleLoader:
         augment = None if self._augment is None else self._thread_augment(rng)
         x_shape, y_shape = self.output_shapes
         images = np.empty((len(indices), *x_shape), np.uint8)
-        y_type = np.float32 if self.kind == "classification" else np.uint8
-        targets = np.empty((len(indices), *y_shape), y_type)
+        targets = np.empty((len(indices), *y_shape), self.target_dtype)
         for k, index in enumerate(indices):
             index = int(index)
             image, masks = self._decoded(index)
@@ -272,7 +276,7 @@ def _to_tf_dataset(
     # New seeds each epoch, the same sequence for the same `seed`.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     x_shape, y_shape = loader.output_shapes
-    y_type = tf.float32 if loader.kind == "classification" else tf.uint8
+    y_type = tf.as_dtype(loader.target_dtype)
     rows = batch_size if drop_remainder else None  # a static batch dimension where it is fixed
 
     def load(batch: tf.Tensor, batch_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
