@@ -1,8 +1,10 @@
-"""The grader, for real: child processes, time and memory limits, misbehaving submissions.
+"""The grader, for real: judges, sandboxed workers, time and memory limits, misbehaving classes.
 
 The CI check of the course lives here: the reference solutions score 100 % and the stubs 0 % on
-every chapter with exercises. Then a class of submissions that crash, exit, loop, print and
-eat memory is graded through the command line, with hidden tests whose source must not leak.
+every chapter with exercises, and so does the instructor's answer key, graded in the sandbox.
+Then a class of submissions that crash, exit, loop, print and eat memory is graded through the
+command line, with hidden tests whose source must not leak. The hostile class (submissions that
+attack the grader) is in ``test_grading_hostile.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import pytest
 
 from steel_keras.grading.discovery import graded_test_files, student_folders
 from steel_keras.grading.grader import Limits, collect_tests, grade_submission, grade_submissions
+from steel_keras.grading.library_check import library_uses
+from steel_keras.grading.sandbox import probe
 from steel_keras.grading.scenarios import expected_score, write_class
 from steel_keras.grading.solutions import CHAPTERS, chapters, solutions_for
 
@@ -89,6 +93,7 @@ def test_solutions_score_full_marks_and_stubs_zero_on_every_chapter(public_tests
         assert got == 0 < out_of, f"{chapter}: stubs score {got}/{out_of}"
     assert all("NotImplementedError" in r.output for r in stubs.results)
     assert solutions.runs == stubs.runs == 1
+    assert stubs.isolation["level"] == probe().level
 
 
 def test_student_copy_grades_zero_and_instructor_copy_full_marks(tmp_path, public_tests):
@@ -104,8 +109,13 @@ def test_student_copy_grades_zero_and_instructor_copy_full_marks(tmp_path, publi
     total = sum(t.points for t in public_tests)
     assert f"public tests: 0/{total:g} points; hidden tests not run" in graded.stdout
     assert "NotImplementedError: Exercise 1.1" in graded.stdout
+    # The key calls no library function (the sandbox keeps the library out of reach): it carries
+    # a copy of the library code its answers use.
+    key = (instructor / "exercises" / "ch01_data_and_rle.py").read_text()
+    assert library_uses(key, CHAPTERS["ch01"][1]) == {}
     graded = steel_keras("grade", "--path", str(instructor / "exercises"), "--chapter", "1")
     assert graded.returncode == 0, graded.stdout + graded.stderr
+    assert graded.stdout.startswith("isolation: ")
     assert "public tests: 10/10 points; hidden tests not run" in graded.stdout
     refused = steel_keras("course", "student-copy", "--out", str(student))
     assert refused.returncode == 2 and "--force" in refused.stderr
@@ -134,6 +144,7 @@ def test_misbehaving_class_scores_right_and_hidden_source_never_leaks(tmp_path):
                          "--output-mb", "2", "--jobs", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert time.monotonic() - start < 240
+    assert result.stdout.splitlines()[0].startswith("isolation: ")
     hidden_file = hidden / "test_ch01_hidden.py"
     tests = collect_tests([*graded_test_files(public, None), hidden_file], [hidden])
     with open(tmp_path / "out" / "grades.csv", newline="") as f:
@@ -145,13 +156,14 @@ def test_misbehaving_class_scores_right_and_hidden_source_never_leaks(tmp_path):
         hidden_score = row["hidden/test_ch01_hidden.py::test_mask_area_from_rle_hidden"]
         assert float(row["max"]) == sum(t.points for t in tests)
         assert float(hidden_score) in (0, 1)
-        results_file = tmp_path / "out" / student / "results.json"
+        results_file = tmp_path / "out" / "students" / student / "results.json"
         text = results_file.read_text()
         assert SECRET not in text and "secret_input" not in text
         results = json.loads(text)
         assert results["score"] == expected_score(kind, tests)
         assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published"}
         assert all({"name", "score", "max_score", "output"} <= set(t) for t in results["tests"])
+        assert results["isolation"]["level"] in ("bwrap", "uid", "none")
     assert SECRET not in (tmp_path / "out" / "grades.csv").read_text()
 
 
@@ -168,9 +180,9 @@ def test_grade_usage_errors_are_one_line(tmp_path):
 def test_thirty_mixed_submissions_on_two_workers(tmp_path, public_tests):
     kinds = write_class(tmp_path / "submissions", 30)
     start = time.monotonic()
-    grades = grade_submissions(student_folders(tmp_path / "submissions"), public_tests,
+    graded = grade_submissions(student_folders(tmp_path / "submissions"), public_tests,
                                Limits(timeout=120, test_timeout=5, memory_mb=1024, output_mb=4),
                                jobs=2, progress=False)
     assert time.monotonic() - start < 600
-    for grade in grades:
+    for grade in graded.grades:
         assert grade.score == expected_score(kinds[grade.student], public_tests), grade.student

@@ -1,9 +1,15 @@
 """The autograder behind ``steel-keras grade``: graded exercise tests, run safely, as grade sheets.
 
-- :mod:`~steel_keras.grading.plugin`: the pytest plugin (``points`` marker, ``impl`` fixture,
-  per-test timeouts, the event report);
+- :mod:`~steel_keras.grading.grader`: a trusted judge per submission, a watchdog, a class;
+- :mod:`~steel_keras.grading.plugin`: the pytest plugin the judge runs (``points`` marker,
+  ``impl`` fixture, time limits, the event report);
+- :mod:`~steel_keras.grading.remote`: ``impl`` for a student: calls sent to a worker;
+- :mod:`~steel_keras.grading.sandbox`, :mod:`~steel_keras.grading.cgroups`: where the
+  worker runs (bwrap, an unprivileged uid, limits), one sandbox per student;
+- :mod:`~steel_keras.grading.worker`, :mod:`~steel_keras.grading.wire`,
+  :mod:`~steel_keras.grading.harness`: the files copied into the sandbox;
+- :mod:`~steel_keras.grading.library_check`: exercises that import the library's answer;
 - :mod:`~steel_keras.grading.solutions`: the reference solution of every exercise;
-- :mod:`~steel_keras.grading.grader`: one pytest process per submission, with limits;
 - :mod:`~steel_keras.grading.reports`: ``results.json``, ``grades.csv``, a student's table;
 - :mod:`~steel_keras.grading.student_copy`: the files handed out to students.
 
@@ -13,13 +19,16 @@ Importing this package is cheap: pytest is imported by the grader and the plugin
 from importlib import import_module
 
 _LAZY = {
+    "ClassGrading": "grader",
     "Grade": "grader",
+    "Isolation": "sandbox",
     "GradedTest": "grader",
-    "Limits": "grader",
+    "Limits": "sandbox",
     "TestResult": "grader",
     "collect_tests": "grader",
     "grade_submission": "grader",
     "grade_submissions": "grader",
+    "probe": "sandbox",
     "results_json": "reports",
     "student_table": "reports",
     "write_grades_csv": "reports",

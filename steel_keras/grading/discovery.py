@@ -33,28 +33,33 @@ def default_exercises_dir(cwd: Path | None = None) -> Path:
     for candidate in (cwd / "course" / "exercises", cwd / "exercises"):
         if candidate.is_dir():
             return candidate
-    raise SteelKerasError(f"no course/exercises or exercises folder in {cwd}; "
-                          "give the folder of your exercise files with --path DIR")
+    raise SteelKerasError(
+        f"no course/exercises or exercises folder in {cwd}; "
+        "give the folder of your exercise files with --path DIR"
+    )
 
 
 def find_public_tests(exercises_dir: Path | None, explicit: Path | None = None) -> Path:
     """The graded tests: ``explicit``, else ``tests/grading`` beside the exercises (a student's
     copy), else the source checkout's ``tests/grading``."""
-    candidates = [explicit] if explicit else [
-        *([exercises_dir.resolve().parent / "tests" / "grading"] if exercises_dir else []),
-        project_root() / "tests" / "grading",
-    ]
+    candidates = (
+        [explicit]
+        if explicit
+        else [
+            *([exercises_dir.resolve().parent / "tests" / "grading"] if exercises_dir else []),
+            project_root() / "tests" / "grading",
+        ]
+    )
     for candidate in candidates:
         if any(candidate.glob("test_ch*.py")):
             return candidate
     where = " or ".join(str(c) for c in candidates)
-    raise SteelKerasError(f"no graded tests (test_chNN_*.py) in {where}; "
-                          "give their folder with --tests DIR")
+    raise SteelKerasError(
+        f"no graded tests (test_chNN_*.py) in {where}; give their folder with --tests DIR"
+    )
 
 
-def graded_test_files(
-    folder: Path, chapter: str | None, *, recursive: bool = False
-) -> list[Path]:
+def graded_test_files(folder: Path, chapter: str | None, *, recursive: bool = False) -> list[Path]:
     """``test_*.py`` files of ``folder`` (of one chapter when ``chapter`` is given), sorted."""
     found = folder.rglob("test_*.py") if recursive else folder.glob("test_*.py")
     files = sorted(p.resolve() for p in found if p.is_file())
@@ -73,6 +78,8 @@ def student_folders(submissions: Path) -> dict[str, Path]:
         inner = folder / "exercises"
         students[folder.name] = inner if inner.is_dir() else folder
     if not students:
-        raise SteelKerasError(f"{submissions} has no subfolders; put each student's exercise "
-                              "files in a folder named after the student")
+        raise SteelKerasError(
+            f"{submissions} has no subfolders; put each student's exercise "
+            "files in a folder named after the student"
+        )
     return students

@@ -1,18 +1,23 @@
-"""The pytest plugin behind the graded exercise tests: points, the ``impl`` fixture, timeouts.
+"""The pytest plugin behind the graded exercise tests: points, the ``impl`` fixture, time limits.
 
 It gives graded tests three things:
 
 - the ``points(n)`` marker: a test is worth ``n`` points (1 without the marker), all or nothing;
 - the ``impl`` fixture: the implementation under test, chosen once per run (see
-  :func:`chosen_impl`): the library's reference solutions (``solutions``) or a folder of exercise
-  files (``course/exercises``, a student's copy);
-- with ``STEEL_KERAS_GRADE_TEST_TIMEOUT`` set, a per-test time limit: ``SIGALRM`` raises
-  :class:`GradingTimeout` into a looping test (again every second if the code swallows it).
+  :func:`chosen_impl`). For the library's reference solutions (``solutions``) it holds the
+  functions themselves. For a folder of exercise files it is a proxy
+  (:class:`~steel_keras.grading.remote.RemoteChapter`): the student's code runs in a sandboxed
+  worker, never in this process, and only the values it returns come back. Either way
+  ``impl.harness(name, ...)`` runs a trusted helper of :mod:`~steel_keras.grading.harness`
+  around an exercise whose arguments cannot cross a pipe (a Keras tensor, a callable);
+- time limits: a call into the student's code stops at the test's deadline
+  (``$STEEL_KERAS_GRADE_TEST_TIMEOUT``), importing an exercise file at the start-up limit, and
+  ``SIGALRM`` stops a test that runs past them in this process.
 
-With ``STEEL_KERAS_GRADE_REPORT`` set, every step is appended to that file as one JSON line
-(``collected``, ``start``, ``import``, ``imported``, ``result``) and flushed at once, so the grader
-can tell which test was running when a submission killed its own process (``os._exit``, a
-segfault, a loop in C that ignores signals) and resume with the tests after it.
+With ``$STEEL_KERAS_GRADE_REPORT`` set, each step (``collected``, ``start``, ``result``) is
+appended to that file as one JSON line for the grader. The grader passes the sandbox to use in
+``$STEEL_KERAS_GRADE_SANDBOX``; run by hand (``pytest tests/grading``) the plugin makes its own,
+as strong as the machine allows, and says which in the summary.
 
 Load it with ``-p steel_keras.grading.plugin`` or from a ``conftest.py`` with
 :func:`register_from_conftest`. A test file says which chapter it grades by its name
@@ -21,42 +26,68 @@ Load it with ``-p steel_keras.grading.plugin`` or from a ``conftest.py`` with
 
 from __future__ import annotations
 
-import importlib.util
+import ast
+import importlib
+import inspect
 import json
 import os
 import re
 import signal
 import sys
+import textwrap
 import time
-import traceback
+from dataclasses import asdict
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 
 import pytest
+
+from steel_keras.grading.remote import (
+    ExerciseLoadError,
+    GradingTimeout,
+    LibraryAnswerImported,
+    LocalImplementation,
+    RemoteChapter,
+    RemoteSession,
+    StudentBaseException,
+    WorkerFailure,
+)
 
 ENV_IMPL = "STEEL_KERAS_GRADE_IMPL"
 ENV_REPORT = "STEEL_KERAS_GRADE_REPORT"
 ENV_TEST_TIMEOUT = "STEEL_KERAS_GRADE_TEST_TIMEOUT"
 ENV_HIDDEN = "STEEL_KERAS_GRADE_HIDDEN"
+ENV_SANDBOX = "STEEL_KERAS_GRADE_SANDBOX"
+ENV_LOGS = "STEEL_KERAS_GRADE_LOGS"
 SOLUTIONS = "solutions"
 PLUGIN_NAME = "steel_keras.grading.plugin"
 MAX_OUTPUT_CHARS = 2000
+# Failures the grader itself reports: their messages name no test source or value, so hidden
+# tests show them whole.
+GRADER_FAILURES = (
+    GradingTimeout,
+    WorkerFailure,
+    LibraryAnswerImported,
+    ExerciseLoadError,
+    StudentBaseException,
+)
 
 _CHAPTER_IN_NAME = re.compile(r"(?:^|_)(ch\d\d)(?:_|$|\.)")
 _default_impl: str | None = None
 _reports: dict[str, list[pytest.TestReport]] = {}
-_modules: dict[tuple[str, str], ModuleType | SimpleNamespace | str] = {}
+_state: dict[str, object] = {}
 
-
-class GradingTimeout(BaseException):
-    """Raised into a test that ran past its time limit.
-
-    A ``BaseException`` so that ``except Exception`` in student code does not swallow it.
-    """
-
-
-class ExerciseLoadError(Exception):
-    """The exercise file is missing, or importing it failed."""
+__all__ = [
+    "ExerciseLoadError",
+    "GradingTimeout",
+    "chapter_of",
+    "chosen_impl",
+    "exercise_file",
+    "failure_text",
+    "points_of",
+    "register_from_conftest",
+    "visibility_of",
+]
 
 
 # --- registration --------------------------------------------------------------------------
@@ -64,12 +95,25 @@ class ExerciseLoadError(Exception):
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("steel-keras grading")
-    group.addoption("--impl", default=None, metavar="solutions|DIR",
-                    help=f"implementation the graded tests check (else ${ENV_IMPL})")
+    group.addoption(
+        "--impl",
+        default=None,
+        metavar="solutions|DIR",
+        help=f"implementation the graded tests check (else ${ENV_IMPL})",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "points(n): a graded test worth n points (default 1)")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = _state.pop("session", None)
+    if session is not None:
+        session.close()
+    sandbox = _state.pop("sandbox", None)
+    if sandbox is not None:
+        sandbox.close()
 
 
 def register_from_conftest(config: pytest.Config, default_impl: str | Path) -> None:
@@ -89,8 +133,12 @@ def register_from_conftest(config: pytest.Config, default_impl: str | Path) -> N
 
 def chosen_impl(config: pytest.Config) -> str:
     """``--impl``, else ``$STEEL_KERAS_GRADE_IMPL``, else the conftest's default, else solutions."""
-    return (config.getoption("impl", default=None) or os.environ.get(ENV_IMPL)
-            or _default_impl or SOLUTIONS)
+    return (
+        config.getoption("impl", default=None)
+        or os.environ.get(ENV_IMPL)
+        or _default_impl
+        or SOLUTIONS
+    )
 
 
 def chapter_of(test_module: ModuleType) -> str:
@@ -100,43 +148,67 @@ def chapter_of(test_module: ModuleType) -> str:
         return str(chapter)
     match = _CHAPTER_IN_NAME.search(Path(test_module.__file__).name)
     if not match:
-        raise ExerciseLoadError(f"{test_module.__file__}: cannot tell which chapter it grades; "
-                                "name it test_chNN_*.py or set EXERCISE_CHAPTER = 'chNN'")
+        raise ExerciseLoadError(
+            f"{test_module.__file__}: cannot tell which chapter it grades; "
+            "name it test_chNN_*.py or set EXERCISE_CHAPTER = 'chNN'"
+        )
     return match.group(1)
 
 
 @pytest.fixture
-def impl(request: pytest.FixtureRequest) -> ModuleType | SimpleNamespace:
+def impl(request: pytest.FixtureRequest) -> LocalImplementation | RemoteChapter:
     """The exercise functions under test, as attributes (``impl.decode_rle``)."""
     chapter = chapter_of(request.module)
     choice = chosen_impl(request.config)
-    key = (choice, chapter)
-    if key not in _modules:
-        _modules[key] = _load(choice, chapter)
-    loaded = _modules[key]
-    if isinstance(loaded, str):
-        raise ExerciseLoadError(loaded)
-    return loaded
-
-
-def _load(choice: str, chapter: str) -> ModuleType | SimpleNamespace | str:
-    """The exercise functions, or why they could not be loaded (for every test that needs them)."""
     if choice == SOLUTIONS:
         from steel_keras.grading.solutions import solutions_for
 
-        return SimpleNamespace(**solutions_for(chapter))
-    try:
-        path = exercise_file(Path(choice).resolve(), chapter)
-    except ExerciseLoadError as exc:
-        return str(exc)
-    _event({"event": "import", "module": path.stem})
-    try:
-        module = _import_file(path)
-    except BaseException as exc:  # noqa: BLE001 - a student's import may raise anything
-        _event({"event": "imported", "module": path.stem, "ok": False})
-        return f"importing {path.name} failed: {_describe(exc, path)}"
-    _event({"event": "imported", "module": path.stem, "ok": True})
-    return module
+        functions = solutions_for(chapter)
+        _import_lazy_modules(functions.values())
+        return LocalImplementation(**functions)
+    return _session(choice).chapter(chapter, exercise_file)
+
+
+def _import_lazy_modules(functions) -> None:
+    """Import now, in the test's set-up, what the functions import when called (Keras takes
+    seconds to import, which must not count against a test's time limit)."""
+    for function in functions:
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else []
+            )
+            for name in names:
+                importlib.import_module(name)
+
+
+def _session(choice: str) -> RemoteSession:
+    """The student's worker for this run: in the grader's sandbox, or in one made here."""
+    if "session" not in _state:
+        if os.environ.get(ENV_SANDBOX):
+            spec = json.loads(os.environ[ENV_SANDBOX])
+        else:
+            from steel_keras.grading.sandbox import Limits, Sandbox, probe
+
+            limits = Limits(test_timeout=_test_timeout() or Limits.test_timeout)
+            sandbox = Sandbox(probe(), Path(choice).resolve(), limits)
+            _state["sandbox"] = sandbox
+            spec = {
+                **sandbox.spec(),
+                "limits": asdict(limits),
+                "isolation": sandbox.isolation.describe(limits),
+            }
+        logs = os.environ.get(ENV_LOGS)
+        _state["session"] = RemoteSession(spec, Path(logs) if logs else None)
+        _state["isolation"] = spec.get("isolation", spec["level"])
+    return _state["session"]
 
 
 def exercise_file(folder: Path, chapter: str) -> Path:
@@ -151,33 +223,12 @@ def exercise_file(folder: Path, chapter: str) -> Path:
         return candidates[0]
     if not folder.is_dir():
         raise ExerciseLoadError(f"exercise folder {folder} does not exist")
-    raise ExerciseLoadError(f"{canonical} not found; put your {chapter} exercises in that file")
+    raise ExerciseLoadError(
+        f"{canonical.name} not found; put your {chapter} exercises in that file"
+    )
 
 
-def _import_file(path: Path) -> ModuleType:
-    name = f"_graded_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    if str(path.parent) not in sys.path:
-        # Lets one exercise file import another (``from ch01_data_and_rle import ...``).
-        sys.path.append(str(path.parent))
-    spec.loader.exec_module(module)
-    return module
-
-
-def _describe(exc: BaseException, path: Path) -> str:
-    """``RuntimeError: boom (line 12)``: the error and the line of ``path`` that raised it."""
-    text = str(exc).strip().splitlines()
-    described = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__)
-             if Path(f.filename) == path]
-    if lines and not isinstance(exc, SyntaxError):
-        described += f" (line {lines[-1]})"
-    return described
-
-
-# --- per-test timeout ----------------------------------------------------------------------
+# --- time limits ---------------------------------------------------------------------------
 
 
 def _test_timeout() -> float:
@@ -191,45 +242,33 @@ def _on_alarm(signum: int, frame: object) -> None:
     raise GradingTimeout(f"the test ran longer than its limit of {_test_timeout():g} s")
 
 
-def _arm(item: pytest.Item, phase: str) -> None:
+def _phase_limit(phase: str) -> float:
+    """Seconds a phase may take in this process: the call, the test's limit (calls into the
+    student's code stop at it; the alarm is a backstop a second later); the set-up may import
+    the exercise file in the worker first."""
     limit = _test_timeout()
-    if not limit:
-        return
-    if phase == "setup":
-        item.stash[_DEADLINE] = time.monotonic() + limit
-    remaining = item.stash.get(_DEADLINE, time.monotonic() + limit) - time.monotonic()
-    if phase == "teardown":
-        remaining = max(remaining, 1.0)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    # Repeats every second, in case the code under test swallows the first one.
-    signal.setitimer(signal.ITIMER_REAL, max(remaining, 0.01), 1.0)
-
-
-def _disarm() -> None:
-    if _test_timeout():
-        signal.setitimer(signal.ITIMER_REAL, 0)
-
-
-_DEADLINE = pytest.StashKey[float]()
+    session = _state.get("session")
+    startup = float(session.limits["startup"]) if session is not None else 60.0
+    return {"setup": startup + limit, "call": limit + 1.0, "teardown": 5.0}[phase]
 
 
 def _limited(item: pytest.Item, phase: str):
     """Run one phase of a test under its time limit (a hook wrapper's body)."""
-    _arm(item, phase)
+    limit = _test_timeout()
+    session = _state.get("session")
+    if limit and phase == "call" and isinstance(session, RemoteSession):
+        session.deadline = time.monotonic() + limit
+    if limit:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        # Repeats every second, in case the test's own code swallows the first one.
+        signal.setitimer(signal.ITIMER_REAL, _phase_limit(phase), 1.0)
     try:
         return (yield)
-    except KeyboardInterrupt as exc:
-        if not os.environ.get(ENV_REPORT):
-            raise
-        # Under the grader nobody can press Ctrl-C in this process: the code under test raised
-        # it. Fail this test instead of letting pytest end the whole run.
-        raise StudentInterrupt("the code raised KeyboardInterrupt") from exc
     finally:
-        _disarm()
-
-
-class StudentInterrupt(Exception):
-    """A KeyboardInterrupt raised by the code under test, while grading."""
+        if limit:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if isinstance(session, RemoteSession):
+            session.deadline = None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -265,8 +304,9 @@ def points_of(item: pytest.Item) -> float:
         return 1.0
     value = marker.args[0] if marker.args else marker.kwargs.get("n")
     if not isinstance(value, int | float) or value <= 0:
-        raise pytest.UsageError(f"{item.nodeid}: points marker needs a positive number, "
-                                f"got {value!r}")
+        raise pytest.UsageError(
+            f"{item.nodeid}: points marker needs a positive number, got {value!r}"
+        )
     return float(value)
 
 
@@ -282,11 +322,11 @@ def visibility_of(item: pytest.Item) -> str:
 
 def locator(item: pytest.Item) -> str:
     """An id that selects the test from any folder: ``/abs/test_x.py::test_name[param]``."""
-    return str(Path(item.path).resolve()) + item.nodeid[item.nodeid.index("::"):]
+    return str(Path(item.path).resolve()) + item.nodeid[item.nodeid.index("::") :]
 
 
 def display_name(item: pytest.Item) -> str:
-    name = Path(item.path).name + item.nodeid[item.nodeid.index("::"):]
+    name = Path(item.path).name + item.nodeid[item.nodeid.index("::") :]
     return f"hidden/{name}" if visibility_of(item) == "hidden" else name
 
 
@@ -298,9 +338,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             chapter = chapter_of(module) if module is not None else ""
         except ExerciseLoadError:
             chapter = ""
-        tests.append({"id": locator(item), "name": display_name(item),
-                      "points": points_of(item), "visibility": visibility_of(item),
-                      "chapter": chapter})
+        tests.append(
+            {
+                "id": locator(item),
+                "name": display_name(item),
+                "points": points_of(item),
+                "visibility": visibility_of(item),
+                "chapter": chapter,
+            }
+        )
     _event({"event": "collected", "tests": tests})
 
 
@@ -311,13 +357,21 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     result = yield
     reports = _reports.pop(item.nodeid, [])
     passed = bool(reports) and all(r.passed for r in reports)
-    _event({"event": "result", "id": test_id, "passed": passed,
-            "score": points if passed else 0.0, "max_score": points,
-            "output": "" if passed else failure_text(reports, visibility)})
+    _event(
+        {
+            "event": "result",
+            "id": test_id,
+            "passed": passed,
+            "score": points if passed else 0.0,
+            "max_score": points,
+            "output": "" if passed else failure_text(reports, visibility),
+        }
+    )
     if "impl" in getattr(item, "fixturenames", ()):
         # Only graded tests count in the summary, not the rest of a session that loaded us.
-        item.config.stash.setdefault(_SCORES, []).append((points if passed else 0.0, points,
-                                                          visibility))
+        item.config.stash.setdefault(_SCORES, []).append(
+            (points if passed else 0.0, points, visibility)
+        )
     return result
 
 
@@ -329,7 +383,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def failure_text(reports: list[pytest.TestReport], visibility: str) -> str:
-    """Why a test scored zero; for hidden tests only the kind of error, never source or values."""
+    """Why a test scored zero; for hidden tests only the kind of error, never source or values
+    (the grader's own failures, which name neither, are shown whole)."""
     failed = next((r for r in reports if not r.passed), None)
     if failed is None:
         return "the test did not run"
@@ -337,25 +392,33 @@ def failure_text(reports: list[pytest.TestReport], visibility: str) -> str:
         return "skipped (scores zero)"
     crash = getattr(failed.longrepr, "reprcrash", None)
     message = crash.message if crash is not None else str(failed.longrepr)
-    message = message.removeprefix(f"{__name__}.")
-    if "GradingTimeout" in message:
-        return f"timed out: {message.split(':', 1)[-1].strip()}"
-    loading = message.startswith(ExerciseLoadError.__name__)
-    where = "" if failed.when == "call" or loading else f" (in test {failed.when})"
-    if visibility == "hidden":
-        kind = message.split(":", 1)[0].strip()
+    for prefix in ("steel_keras.grading.remote.", "builtins."):
+        message = message.removeprefix(prefix)
+    kind = message.split(":", 1)[0].strip()
+    ours = kind in {c.__name__ for c in GRADER_FAILURES}
+    if kind in (GradingTimeout.__name__, WorkerFailure.__name__):
+        message = (
+            f"{'timed out' if kind == GradingTimeout.__name__ else 'stopped'}: "
+            f"{message.split(':', 1)[-1].strip()}"
+        )
+    elif kind in (ExerciseLoadError.__name__, LibraryAnswerImported.__name__):
+        message = message.split(":", 1)[-1].strip()
+    where = "" if failed.when == "call" or ours else f" (in test {failed.when})"
+    if visibility == "hidden" and not ours:
         kind = kind if kind.replace(".", "").isidentifier() else "an error"
         return f"failed{where}: {kind} (details of hidden tests are not shown)"
-    if loading:
-        message = message.removeprefix(f"{ExerciseLoadError.__name__}: ")
-    return (message + where)[:MAX_OUTPUT_CHARS]
+    return (" ".join(message.split()) + where)[:MAX_OUTPUT_CHARS]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     scores = config.stash.get(_SCORES, [])
     if not scores or os.environ.get(ENV_REPORT):
         return
+    if "isolation" in _state:
+        terminalreporter.write_line(str(_state["isolation"]))
     got = sum(s for s, _, v in scores if v == "visible")
     out_of = sum(m for _, m, v in scores if v == "visible")
-    terminalreporter.write_line(f"graded tests on {chosen_impl(config)}: public tests: "
-                                f"{got:g}/{out_of:g} points; hidden tests not run")
+    terminalreporter.write_line(
+        f"graded tests on {chosen_impl(config)}: public tests: "
+        f"{got:g}/{out_of:g} points; hidden tests not run"
+    )

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from steel_keras.grading.grader import Grade, GradedTest
 
-__all__ = ["format_points", "results_json", "student_table", "write_grades_csv",
-           "write_results_json", "summary_line"]
+__all__ = [
+    "format_points",
+    "results_json",
+    "student_table",
+    "write_atomically",
+    "write_grades_csv",
+    "write_results_json",
+    "summary_line",
+]
 
 # Gradescope shows "after_published" tests to students once grades are published: by name and
 # score only, as the plugin never puts a hidden test's source or values in its output.
@@ -29,8 +39,10 @@ def summary_line(grade: Grade, hidden_run: bool) -> str:
     if not hidden_run:
         return line + "; hidden tests not run"
     hidden_got, hidden_max = grade.score - got, grade.max_score - out_of
-    return (line + f"; hidden tests: {format_points(hidden_got)}/{format_points(hidden_max)}"
-            f" points; total {format_points(grade.score)}/{format_points(grade.max_score)}")
+    return (
+        line + f"; hidden tests: {format_points(hidden_got)}/{format_points(hidden_max)}"
+        f" points; total {format_points(grade.score)}/{format_points(grade.max_score)}"
+    )
 
 
 def results_json(grade: Grade, hidden_run: bool) -> dict:
@@ -42,33 +54,62 @@ def results_json(grade: Grade, hidden_run: bool) -> dict:
         "output": summary_line(grade, hidden_run),
         "visibility": "visible",
         "stdout_visibility": "hidden",
+        "isolation": grade.isolation
+        or {"level": "none", "description": "the reference solutions, run in the judge (trusted)"},
         "tests": [
-            {"name": r.test.name, "score": r.score, "max_score": r.test.points,
-             "output": r.output,
-             "visibility": "visible" if r.test.visibility == "visible" else HIDDEN_VISIBILITY}
+            {
+                "name": r.test.name,
+                "score": r.score,
+                "max_score": r.test.points,
+                "output": r.output,
+                "visibility": "visible" if r.test.visibility == "visible" else HIDDEN_VISIBILITY,
+            }
             for r in grade.results
         ],
     }
 
 
+def write_atomically(path: Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: a
+    reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_results_json(grade: Grade, path: Path, hidden_run: bool) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results_json(grade, hidden_run), indent=2) + "\n")
-    return path
+    return write_atomically(path, json.dumps(results_json(grade, hidden_run), indent=2) + "\n")
 
 
-def write_grades_csv(grades: Sequence[Grade], tests: Sequence[GradedTest], path: Path) -> Path:
-    """One row a student: ``student``, points of each test, ``total``, ``max``, ``percent``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", *(t.name for t in tests), "total", "max", "percent"])
-        for grade in grades:
-            scores = {r.test.id: r.score for r in grade.results}
-            writer.writerow([grade.student, *(format_points(scores[t.id]) for t in tests),
-                             format_points(grade.score), format_points(grade.max_score),
-                             f"{grade.percent:.1f}"])
-    return path
+def write_grades_csv(
+    grades: Sequence[Grade], tests: Sequence[GradedTest], path: Path, *, partial: bool = False
+) -> Path:
+    """One row a student: ``student``, points of each test, ``total``, ``max``, ``percent``,
+    and ``partial``: ``yes`` on every row when grading was stopped before every student."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["student", *(t.name for t in tests), "total", "max", "percent", "partial"])
+    for grade in grades:
+        scores = {r.test.id: r.score for r in grade.results}
+        writer.writerow(
+            [
+                grade.student,
+                *(format_points(scores.get(t.id, 0.0)) for t in tests),
+                format_points(grade.score),
+                format_points(grade.max_score),
+                f"{grade.percent:.1f}",
+                "yes" if partial else "no",
+            ]
+        )
+    return write_atomically(path, buffer.getvalue())
 
 
 def student_table(grade: Grade, width: int = 100) -> str:

@@ -1,13 +1,13 @@
 """Graded tests of chapter 03: the classifier, its head, and how to judge it (10 points).
 
-Each test takes the functions under test from the ``impl`` fixture. Keras is imported here, when
-the tests are collected, so that its start-up time does not count against any test's limit; the
-models are tiny and run eagerly.
+Each test takes the functions under test from the ``impl`` fixture. The Keras exercises are
+called through ``impl.harness``: a trusted helper builds the symbolic inputs beside the code
+under test and reports the model it returns as data (layers, their classes and settings, shapes,
+weights, outputs), which the tests check. The models are tiny and run eagerly.
 """
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 
@@ -15,8 +15,15 @@ SMALL_CNN_FILTERS = [8, 16, 32, 64, 128]
 SMALL_CNN_WEIGHTS = 99_113  # sum over blocks of 9*c_in*f + 4*f, plus the head's 128 + 1
 
 
-def layers_of(model, kind):
-    return [layer for layer in model.layers if isinstance(layer, kind)]
+def layers_of(model: dict, kind: str) -> list[dict]:
+    """The layers of a described model that are instances of the Keras class ``kind``."""
+    return [layer for layer in model["layers"] if kind in layer["classes"]]
+
+
+def small_cnn(impl, input_shape, **kwargs) -> dict:
+    model = impl.harness("keras_model", "build_small_cnn", [input_shape], **kwargs)
+    assert model["is_model"], f"build_small_cnn returned a {model['returned']}, not a keras.Model"
+    return model
 
 
 @pytest.mark.points(1)
@@ -34,56 +41,55 @@ def test_majority_accuracy_counts_the_larger_class(impl):
 
 @pytest.mark.points(1)
 def test_classifier_head_layers_and_shape(impl):
-    features = keras.Input((4, 6, 16))
-    model = keras.Model(features, impl.classifier_head(features, dropout=0.3))
-    assert model.output_shape == (None, 1)
-    assert [layer.name for layer in model.layers[1:]] == ["pool", "head_dropout", "has_defect"]
-    pool, dropout, dense = model.layers[1:]
-    assert isinstance(pool, keras.layers.GlobalAveragePooling2D)
-    assert isinstance(dropout, keras.layers.Dropout) and dropout.rate == pytest.approx(0.3)
-    assert isinstance(dense, keras.layers.Dense) and dense.units == 1
+    model = impl.harness("keras_block", "classifier_head", [(4, 6, 16)], kwargs={"dropout": 0.3})
+    assert model["output_shape"] == (None, 1)
+    layers = model["layers"][1:]
+    assert [layer["name"] for layer in layers] == ["pool", "head_dropout", "has_defect"]
+    pool, dropout, dense = layers
+    assert "GlobalAveragePooling2D" in pool["classes"]
+    assert "Dropout" in dropout["classes"]
+    assert dropout["settings"]["rate"] == pytest.approx(0.3)
+    assert "Dense" in dense["classes"] and dense["settings"]["units"] == 1
 
 
 @pytest.mark.points(1)
 def test_classifier_head_is_a_pooled_sigmoid(impl):
-    features = keras.Input((2, 3, 4))
-    model = keras.Model(features, impl.classifier_head(features))
-    assert model.count_params() == 4 + 1
     kernel = np.array([[1.0], [-2.0], [0.5], [0.0]], dtype=np.float32)
-    model.get_layer("has_defect").set_weights([kernel, np.array([0.25], np.float32)])
     x = np.random.default_rng(0).normal(size=(3, 2, 3, 4)).astype(np.float32)
+    model = impl.harness("keras_block", "classifier_head", [(2, 3, 4)], inputs=[x],
+                         set_weights={"has_defect": [kernel, np.array([0.25], np.float32)]})
+    assert model["params"] == 4 + 1
     expected = 1 / (1 + np.exp(-(x.mean(axis=(1, 2)) @ kernel + 0.25)))
-    np.testing.assert_allclose(np.asarray(model(x, training=False)), expected, rtol=1e-5)
+    np.testing.assert_allclose(model["outputs"], expected, rtol=1e-5)
 
 
 @pytest.mark.points(2)
 def test_build_small_cnn_blocks(impl):
-    model = impl.build_small_cnn((64, 128, 1))
-    assert isinstance(model, keras.Model)
-    assert model.input_shape == (None, 64, 128, 1) and model.output_shape == (None, 1)
-    convs = layers_of(model, keras.layers.Conv2D)
-    assert [c.filters for c in convs] == SMALL_CNN_FILTERS
-    assert all(c.strides == (2, 2) and c.kernel_size == (3, 3) and c.padding == "same"
-               and not c.use_bias for c in convs)
-    norms = layers_of(model, keras.layers.BatchNormalization)
-    assert len(norms) == 5 and all(n.momentum == pytest.approx(0.9) for n in norms)
-    standardize = layers_of(model, keras.layers.LayerNormalization)
-    assert len(standardize) == 1 and tuple(standardize[0].axis) == (1, 2, 3)
-    assert len(layers_of(model, keras.layers.ReLU)) + sum(
-        getattr(layer, "activation", None) is keras.activations.relu
-        for layer in layers_of(model, keras.layers.Activation)) == 5
-    assert model.count_params() == SMALL_CNN_WEIGHTS
+    model = small_cnn(impl, (64, 128, 1))
+    assert model["input_shape"] == (None, 64, 128, 1) and model["output_shape"] == (None, 1)
+    convs = [c["settings"] for c in layers_of(model, "Conv2D")]
+    assert [c["filters"] for c in convs] == SMALL_CNN_FILTERS
+    assert all(c["strides"] == (2, 2) and c["kernel_size"] == (3, 3) and c["padding"] == "same"
+               and not c["use_bias"] for c in convs)
+    norms = layers_of(model, "BatchNormalization")
+    assert len(norms) == 5 and all(n["settings"]["momentum"] == pytest.approx(0.9)
+                                   for n in norms)
+    standardize = layers_of(model, "LayerNormalization")
+    assert len(standardize) == 1 and tuple(standardize[0]["settings"]["axis"]) == (1, 2, 3)
+    assert len(layers_of(model, "ReLU")) + sum(
+        layer["activation"] == "relu" for layer in layers_of(model, "Activation")) == 5
+    assert model["params"] == SMALL_CNN_WEIGHTS
 
 
 @pytest.mark.points(1)
 def test_build_small_cnn_outputs_probabilities(impl):
-    model = impl.build_small_cnn((32, 96, 1))
-    assert model.count_params() == SMALL_CNN_WEIGHTS
     x = np.random.default_rng(1).random((2, 32, 96, 1), dtype=np.float32)
-    prob = np.asarray(model(x, training=False))
+    model = small_cnn(impl, (32, 96, 1), inputs=[x])
+    assert model["params"] == SMALL_CNN_WEIGHTS
+    prob = np.asarray(model["outputs"])
     assert prob.shape == (2, 1) and np.all((prob > 0) & (prob < 1))
-    assert isinstance(model.layers[-1], keras.layers.Dense)
-    assert model.layers[-1].activation is keras.activations.sigmoid
+    assert "Dense" in model["layers"][-1]["classes"]
+    assert model["layers"][-1]["activation"] == "sigmoid"
 
 
 @pytest.mark.points(1)

@@ -119,11 +119,13 @@ def test_hflip_tta_flips_back_and_averages(impl):
     def predict(x):  # not flip-invariant: depends on the column
         return np.concatenate([x * weights[None, None, :, None], 1 - x], axis=-1)
 
-    out = np.asarray(impl.hflip_tta(predict, batch), dtype=float)
+    # The same predict, defined by the harness beside the code under test (a callable cannot
+    # be sent there); it also records what hflip_tta passed it.
+    trace = impl.harness("hflip_tta_trace", batch, weights)
+    out = np.asarray(trace["output"], dtype=float)
     assert out.shape == (2, 3, 5, 2)
     expected = (predict(batch) + np.flip(predict(np.flip(batch, axis=2)), axis=2)) / 2
     np.testing.assert_allclose(out, expected)
-    calls = []
-    impl.hflip_tta(lambda x: calls.append(x.copy()) or np.repeat(x, 2, axis=-1), batch)
+    calls = trace["received"]
     assert len(calls) == 2 and np.allclose(calls[1], batch[:, :, ::-1]), \
         "predict once as is and once flipped left-right (axis 2)"
