@@ -38,8 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 GRADED_TESTS = REPO / "tests" / "grading"
 PACKAGE = REPO / "steel_keras"
 SECRET = "HIDDEN-TEST-SOURCE-51c9"
+HIDDEN_ARG = "HIDDEN-ARG-51c9"
 
 HIDDEN_TEST = f'''
+import pandas as pd
 import pytest
 
 @pytest.mark.points(2)
@@ -47,6 +49,19 @@ def test_decode_rle_hidden_corner(impl):
     secret = "{SECRET}"
     mask = impl.decode_rle("4 2", (3, 2))
     assert mask[:, 1].tolist() == [1, 1, 0], secret
+
+
+@pytest.mark.points(1)
+def test_defect_free_ids_hidden(impl):
+    empty = pd.DataFrame({{"ImageId": [], "ClassId": [], "EncodedPixels": []}})
+    assert list(impl.defect_free_ids(empty, ["{HIDDEN_ARG}.jpg"])) == ["{HIDDEN_ARG}.jpg"]
+'''
+
+# Smuggles the arguments it gets into its exception's class name and message.
+LEAKER = '''
+def defect_free_ids(long_table, all_ids):
+    name = "Leak_" + "_".join(i.replace(".", "_").replace("-", "_") for i in all_ids)
+    raise type(name, (ValueError,), {})(repr(all_ids))
 '''
 
 ISOLATION = probe()
@@ -202,7 +217,7 @@ def hostile_class(tmp_path: Path, port: int, mark: str):
              "erin": "imports_answer", "frank": "imports_key", "judy": "python_loop",
              "kim": "os_exit", "leo": "eats_memory", "mia": "prints_forever",
              "grades.csv": "correct", "grace": "correct", "heidi": "correct",
-             "ivan": "correct"}
+             "ivan": "correct", "nina": "correct"}
     for student, kind in kinds.items():
         write_submission(subs / student, kind)
     shutil.copytree(REPO / "course" / "exercises", subs / "bob")  # blank stubs
@@ -212,23 +227,25 @@ def hostile_class(tmp_path: Path, port: int, mark: str):
     targets = [victim, subs / "bob", hidden / "test_ch01_hidden.py", public / "test_ch02_eda.py",
                PACKAGE / "grading" / "solutions.py", PACKAGE / "rle.py", out]
     writes = [victim, public / "test_ch01_data_and_rle.py", hidden / "test_ch01_hidden.py",
-              out / "grades.csv", Path("/tmp") / f"{mark}-escaped"]
+              out / "grades.csv"]
     add_code(subs / "heidi", ch01, spy_code(targets, writes, port))
     kinds["heidi"] = "spy"
     add_code(subs / "ivan", ch01, saboteur_code(
         victim, [public / "test_ch01_data_and_rle.py", hidden / "test_ch01_hidden.py"],
         out / "grades.csv"))
     add_code(subs / "grace", ch02, daemon_code(out / "grades.csv", mark))
+    add_code(subs / "nina", ch01, LEAKER)
+    kinds["nina"] = "leaker"
     return subs, public, hidden, out, kinds
 
 
 def expected(kind: str, tests) -> float:
     if kind == "stubs":
         return 0.0
-    if kind == "spy":
+    broken = {"spy": "test_encode_rle", "leaker": "test_defect_free_ids"}.get(kind)
+    if broken:
         return sum(t.points for t in tests
-                   if not (t.chapter == "ch01" and t.name.split("::")[-1].startswith(
-                       "test_encode_rle")))
+                   if not (t.chapter == "ch01" and t.name.split("::")[-1].startswith(broken)))
     return expected_score(kind, tests)
 
 
@@ -242,12 +259,12 @@ def test_a_hostile_class_gets_what_its_honest_code_earns(tmp_path):
     start = time.monotonic()
     result = steel_keras("grade", "--submissions", str(subs), "--tests", str(public),
                          "--hidden", str(hidden), "--out", str(out), "--timeout", "60",
-                         "--test-timeout", "3", "--memory-mb", "1024", "--output-mb", "2",
+                         "--test-timeout", "3", "--memory-mb", "512", "--output-mb", "2",
                          "--jobs", "2")
     seconds = time.monotonic() - start
     server.close()
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert result.stdout.splitlines()[0] == ISOLATION.describe(_limits(1024, 2))
+    assert result.stdout.splitlines()[0] == ISOLATION.describe(_limits(512, 2))
     tests = collect_tests([*graded_test_files(public, None), hidden / "test_ch01_hidden.py"],
                           [hidden])
     with open(out / "grades.csv", newline="") as f:
@@ -258,15 +275,15 @@ def test_a_hostile_class_gets_what_its_honest_code_earns(tmp_path):
                                                                        rows[student])
         text = (out / "students" / student / "results.json").read_text()
         assert SECRET not in text and "secret =" not in text, student
+        assert HIDDEN_ARG not in text and HIDDEN_ARG.replace("-", "_") not in text, student
         assert json.loads(text)["isolation"]["level"] == ISOLATION.level
     assert max(float(r["total"]) for r in rows.values()) <= sum(t.points for t in tests)
     assert fingerprint(subs, public, hidden) == before, "a student changed another's files"
     spy = json.loads((out / "students" / "heidi" / "results.json").read_text())
     said = " ".join(t["output"] for t in spy["tests"])
-    assert "wrote 0 of 5" in said and "uid 0," not in said
+    assert "wrote 0 of 4" in said and "uid 0," not in said
     if ISOLATION.level == "bwrap":
         assert "read 0 of 7" in said and "network none" in said
-    assert not Path(f"/tmp/{mark}-escaped").exists()
     why_erin = {t["name"]: t["output"] for t in json.loads(
         (out / "students" / "erin" / "results.json").read_text())["tests"]}
     assert all("from steel_keras.rle import decode_rle" in why and "out of reach" in why

@@ -27,6 +27,7 @@ Load it with ``-p steel_keras.grading.plugin`` or from a ``conftest.py`` with
 from __future__ import annotations
 
 import ast
+import builtins
 import importlib
 import inspect
 import json
@@ -45,11 +46,9 @@ import pytest
 from steel_keras.grading.remote import (
     ExerciseLoadError,
     GradingTimeout,
-    LibraryAnswerImported,
     LocalImplementation,
     RemoteChapter,
     RemoteSession,
-    StudentBaseException,
     WorkerFailure,
 )
 
@@ -62,16 +61,6 @@ ENV_LOGS = "STEEL_KERAS_GRADE_LOGS"
 SOLUTIONS = "solutions"
 PLUGIN_NAME = "steel_keras.grading.plugin"
 MAX_OUTPUT_CHARS = 2000
-# Failures the grader itself reports: their messages name no test source or value, so hidden
-# tests show them whole.
-GRADER_FAILURES = (
-    GradingTimeout,
-    WorkerFailure,
-    LibraryAnswerImported,
-    ExerciseLoadError,
-    StudentBaseException,
-)
-
 _CHAPTER_IN_NAME = re.compile(r"(?:^|_)(ch\d\d)(?:_|$|\.)")
 _default_impl: str | None = None
 _reports: dict[str, list[pytest.TestReport]] = {}
@@ -383,8 +372,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def failure_text(reports: list[pytest.TestReport], visibility: str) -> str:
-    """Why a test scored zero; for hidden tests only the kind of error, never source or values
-    (the grader's own failures, which name neither, are shown whole)."""
+    """Why a test scored zero. For hidden tests only the kind of error, and only a kind the
+    student cannot choose (a builtin exception or the grader's own), never a message: it may
+    hold the test's values, or what the student's code learnt from its arguments."""
     failed = next((r for r in reports if not r.passed), None)
     if failed is None:
         return "the test did not run"
@@ -392,22 +382,27 @@ def failure_text(reports: list[pytest.TestReport], visibility: str) -> str:
         return "skipped (scores zero)"
     crash = getattr(failed.longrepr, "reprcrash", None)
     message = crash.message if crash is not None else str(failed.longrepr)
-    for prefix in ("steel_keras.grading.remote.", "builtins."):
-        message = message.removeprefix(prefix)
+    ours = message.startswith(_OURS)
+    message = message.removeprefix(_OURS)
     kind = message.split(":", 1)[0].strip()
-    ours = kind in {c.__name__ for c in GRADER_FAILURES}
-    if kind in (GradingTimeout.__name__, WorkerFailure.__name__):
+    where = "" if failed.when == "call" or ours else f" (in test {failed.when})"
+    if visibility == "hidden":
+        known = ours or isinstance(getattr(builtins, kind, None), type)
+        return (
+            f"failed{where}: {kind if known else 'an error'} (details of hidden tests are "
+            "not shown)"
+        )
+    if ours and kind in (GradingTimeout.__name__, WorkerFailure.__name__):
         message = (
             f"{'timed out' if kind == GradingTimeout.__name__ else 'stopped'}: "
             f"{message.split(':', 1)[-1].strip()}"
         )
-    elif kind in (ExerciseLoadError.__name__, LibraryAnswerImported.__name__):
+    elif ours:
         message = message.split(":", 1)[-1].strip()
-    where = "" if failed.when == "call" or ours else f" (in test {failed.when})"
-    if visibility == "hidden" and not ours:
-        kind = kind if kind.replace(".", "").isidentifier() else "an error"
-        return f"failed{where}: {kind} (details of hidden tests are not shown)"
     return (" ".join(message.split()) + where)[:MAX_OUTPUT_CHARS]
+
+
+_OURS = "steel_keras.grading.remote."
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
