@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from steel_keras.course import SMOKE, course_data
+from steel_keras.chapters import SMOKE, course_data
 from steel_keras.data import SteelDataset
 from steel_keras.metrics.competition import competition_dice
 from steel_keras.rle import decode_rle

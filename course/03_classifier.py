@@ -38,9 +38,9 @@ import numpy as np
 from IPython.display import display
 from keras import layers
 
-from steel_keras.course import SMOKE, course_data, pick, work_dir
+from steel_keras.chapters import SMOKE, course_data, pick, work_dir
 from steel_keras.data import SteelDataset, make_augmentation
-from steel_keras.data.pipelines import classification_dataset
+from steel_keras.data.tfdata import classification_dataset
 from steel_keras.metrics.classification import confusion_matrix, roc_auc, roc_curve
 from steel_keras.models import build_classifier, load_model
 from steel_keras.recipes import load_recipe

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops
 
-from steel_keras.course import SMOKE, course_data, pick, work_dir
+from steel_keras.chapters import SMOKE, course_data, pick, work_dir
 from steel_keras.data import SteelDataset, make_augmentation
-from steel_keras.data.pipelines import load_arrays, per_class_ids, segmentation_dataset
+from steel_keras.data.tfdata import load_arrays, per_class_ids, segmentation_dataset
 from steel_keras.losses import BCEDice, SoftDice, WeightedBCE
 from steel_keras.metrics.keras_metrics import DicePerClass
 from steel_keras.models import build_segmenter, load_model

@@ -37,17 +37,18 @@ import time
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from PIL import Image
 from scipy import ndimage
 
-from steel_keras.course import SMOKE, course_data, work_dir
-from steel_keras.data import SteelDataset, read_submission
+from steel_keras.chapters import SMOKE, course_data, work_dir
+from steel_keras.data import Annotations, SteelDataset, read_submission
+from steel_keras.data.images import model_input
 from steel_keras.deploy.demo import make_demo_run
-from steel_keras.evaluate import STAGES, evaluate_run, predict_run, stage_table, tune_run
+from steel_keras.evaluate import ABLATIONS, ablation_table, evaluate_run, predict_run, tune_run
 from steel_keras.metrics.competition import competition_dice, dice, score_files
 from steel_keras.pipeline import Thresholds, postprocess, search_thresholds
 from steel_keras.recipes import load_recipe
-from steel_keras.runs import load_run, read_config
+from steel_keras.rundir import read_config
+from steel_keras.runs import load_run
 from steel_keras.train import train_classifier, train_segmenter
 from steel_keras.viz import plot_stage_scores, plot_threshold_curves
 
@@ -134,16 +135,12 @@ print(f"by hand {metric_by_hand(dropped, true_masks):.4f}, library "
 # %%
 predictor = load_run(run, tta="none", use_thresholds=False)
 test_plain = predictor.probabilities(ds, test_ids, split="test", tta="none")
-raw = predictor.rles(test_plain, Thresholds(), gate=False)
+raw = predictor.annotations(test_plain, Thresholds(), gate=False)
+print(raw.table.head(3).to_string())  # the long table: one row per predicted mask
 
 
-def as_table(rles):
-    rows = [(i, c, r) for i, per in rles.items() for c, r in per.items()]
-    return pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"])
-
-
-def pair_kinds(rles):
-    pairs = competition_dice(as_table(rles), truth, image_ids=test_ids, per_pair=True).per_pair
+def pair_kinds(masks):
+    pairs = competition_dice(masks, truth, image_ids=test_ids, per_pair=True).per_pair
     kind = np.select([(pairs.pred_pixels == 0) & (pairs.true_pixels == 0),
                       (pairs.pred_pixels > 0) & (pairs.true_pixels == 0),
                       (pairs.pred_pixels == 0) & (pairs.true_pixels > 0)],
@@ -166,15 +163,17 @@ print(pair_kinds(raw).round(4).to_string())
 # threshold, same for all classes, with the raw segmenter behind it:
 
 # %%
-def score(rles):
-    return competition_dice(as_table(rles), truth, image_ids=test_ids).competition_dice
+def score(masks):
+    return competition_dice(masks, truth, image_ids=test_ids).competition_dice
 
 
 gate_grid = [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.01]
-gate_scores = [score(predictor.rles(test_plain, Thresholds(label=[t] * 4))) for t in gate_grid]
+gate_scores = [score(predictor.annotations(test_plain, Thresholds(label=[t] * 4)))
+               for t in gate_grid]
 for t, s in zip(gate_grid, gate_scores, strict=True):
     print(f"label threshold {t:.2f}: {s:.4f}")
-print(f"(1.01 rejects every image: the all-empty score, {score({}):.4f})")
+print(f"(1.01 rejects every image: the all-empty score, "
+      f"{score(Annotations.empty(test_ids)):.4f})")
 
 # %% [markdown]
 # At 0 the gate lets everything through (the raw segmenter); above 1 it rejects everything
@@ -220,8 +219,8 @@ print("same as the library's postprocess:", np.array_equal(mine, postprocess(pro
 # %%
 area_grid = [0, 300, 600, 1000, 2000, 4000]
 for area in area_grid:
-    print(f"minimum area {area:>5} px: "
-          f"{score(predictor.rles(test_plain, Thresholds(min_area=[area] * 4), gate=False)):.4f}")
+    masks = predictor.annotations(test_plain, Thresholds(min_area=[area] * 4), gate=False)
+    print(f"minimum area {area:>5} px: {score(masks):.4f}")
 
 # %% [markdown]
 # ## 5. Test-time augmentation
@@ -233,16 +232,11 @@ for area in area_grid:
 # against the library's `probabilities(..., tta="hflip")`:
 
 # %%
-def as_batch(image_ids, size):
-    """Images resized by area (PIL's box filter), scaled to [0, 1], as the pipeline does."""
-    height, width = size
-    images = [Image.fromarray(ds.load_image(i, split="test")).resize((width, height), Image.BOX)
-              for i in image_ids]
-    return (np.stack([np.asarray(im) for im in images]).astype(np.float32) / 255.0)[..., None]
-
-
+# The images as every model of the library sees them, in training and prediction alike:
+# resized by area, scaled to [0, 1] (`model_input`).
 segmenter = predictor.segmenters[0]["all"]
-batch = as_batch(test_ids[:4], predictor.seg_size)
+batch = model_input(np.stack([ds.load_image(i, split="test") for i in test_ids[:4]]),
+                    predictor.seg_size)
 plain_out = np.asarray(segmenter.predict_on_batch(batch))
 flipped_out = np.asarray(segmenter.predict_on_batch(batch[:, :, ::-1]))[:, :, ::-1]
 by_hand = (plain_out + flipped_out) / 2
@@ -275,13 +269,13 @@ plot_threshold_curves(record)
 # %%
 test_tta = predictor.probabilities(ds, test_ids, split="test", tta="flips")
 stages = {
-    "all_empty": {},
-    "segmenter_only": predictor.rles(test_plain, Thresholds(), gate=False),
-    "classifier_segmenter": predictor.rles(test_plain, Thresholds(label=[0.5] * 4)),
-    "postprocessed": predictor.rles(test_plain, tuned),
-    "two_stage": predictor.rles(test_tta, tuned),
+    "all_empty": Annotations.empty(test_ids),
+    "segmenter_only": predictor.annotations(test_plain, Thresholds(), gate=False),
+    "classifier_segmenter": predictor.annotations(test_plain, Thresholds(label=[0.5] * 4)),
+    "postprocessed": predictor.annotations(test_plain, tuned),
+    "two_stage": predictor.annotations(test_tta, tuned),
 }
-by_hand_scores = {stage: score(rles) for stage, rles in stages.items()}
+by_hand_scores = {stage: score(masks) for stage, masks in stages.items()}
 for stage, value in by_hand_scores.items():
     print(f"{stage:>22}: {value:.4f}")
 
@@ -294,10 +288,10 @@ for stage, value in by_hand_scores.items():
 # %%
 tune_run(run, ds, tta="flips")
 metrics = evaluate_run(run, ds, out=run / "evaluation")
-print(stage_table(metrics))
+print(ablation_table(metrics))
 print("library agrees with the table by hand:",
-      all(abs(metrics[s]["competition_dice"] - by_hand_scores[s]) < 1e-9 for s in STAGES))
-plot_stage_scores(metrics, STAGES)
+      all(abs(metrics[s]["competition_dice"] - by_hand_scores[s]) < 1e-9 for s in ABLATIONS))
+plot_stage_scores(metrics, ABLATIONS)
 
 # %% [markdown]
 # ## 8. A submission

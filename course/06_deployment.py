@@ -40,7 +40,7 @@ import tensorflow as tf
 import tf2onnx
 from IPython.display import Markdown, display
 
-from steel_keras.course import SMOKE, course_data, pick, work_dir
+from steel_keras.chapters import SMOKE, course_data, pick, work_dir
 from steel_keras.data import SteelDataset
 from steel_keras.deploy import (
     Parity,
@@ -56,7 +56,7 @@ from steel_keras.deploy.demo import make_demo_run
 from steel_keras.metrics.competition import competition_dice
 from steel_keras.models import load_model
 from steel_keras.paths import default_runs_dir
-from steel_keras.pipeline import TwoStagePredictor
+from steel_keras.runs import load_run
 from steel_keras.train import train_classifier, train_segmenter
 
 # TensorFlow logs each SavedModel it writes and warns when a model sees a new batch size;
@@ -173,24 +173,18 @@ print(pd.DataFrame(exports).T.to_string())
 
 # %% [markdown]
 # The whole two-stage pipeline of chapter 5 then runs on ONNX Runtime, with no TensorFlow in
-# the loop, through the same `TwoStagePredictor` (`steel-keras predict --runtime onnx`). Its
-# masks must agree with the Keras pipeline's: scored with the competition metric against the
-# Keras masks as if they were the truth, 1 means identical.
+# the loop: the same two-stage predictor, loaded with `load_run(run, runtime="onnx")` (what
+# `steel-keras predict --runtime onnx` does). Its masks must agree with the Keras pipeline's:
+# scored with the competition metric against the Keras masks as if they were the truth, 1
+# means identical.
 
 # %%
-def as_table(rles):
-    rows = [(i, c, r) for i, per in rles.items() for c, r in per.items()]
-    return pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"])
-
-
 test_ids = ds.test_image_ids[:pick(full=16, smoke=4)]
-keras_rles = TwoStagePredictor.from_run(run).predict_rles(ds, test_ids, split="test")
-onnx_rles = TwoStagePredictor.from_run(run, runtime="onnx").predict_rles(ds, test_ids,
-                                                                          split="test")
-agreement = competition_dice(as_table(onnx_rles), as_table(keras_rles), image_ids=test_ids)
-print(f"{len(test_ids)} test images: Keras pipeline {sum(map(len, keras_rles.values()))} "
-      f"masks, ONNX pipeline {sum(map(len, onnx_rles.values()))} masks; agreement "
-      f"{agreement.competition_dice:.6f}")
+keras_masks = load_run(run).predict(ds, test_ids, split="test")
+onnx_masks = load_run(run, runtime="onnx").predict(ds, test_ids, split="test")
+agreement = competition_dice(onnx_masks, keras_masks, image_ids=test_ids)
+print(f"{len(test_ids)} test images: Keras pipeline {len(keras_masks.table)} masks, ONNX "
+      f"pipeline {len(onnx_masks.table)} masks; agreement {agreement.competition_dice:.6f}")
 
 # %% [markdown]
 # ### INT8 on the CPU

@@ -14,29 +14,38 @@ images to maximise the competition metric; :class:`TwoStagePredictor` applies th
 optional test-time augmentation (horizontal and/or vertical flips, averaged), and resizes every
 mask back to 256 x 1600 before encoding it.
 
+The predictor takes models (Keras models or any runner with ``predict``) and knows neither
+files nor runtimes: :func:`steel_keras.runs.load_run` builds one from a run directory for a
+runtime. It reads images through the one image path of training
+(:func:`steel_keras.data.images.model_input`), and its masks travel to the scorer and to
+``write_submission`` as one :class:`~steel_keras.data.annotations.Annotations`.
+
 Example:
-    >>> from steel_keras.pipeline import TwoStagePredictor  # doctest: +SKIP
-    >>> predictor = TwoStagePredictor.from_run("runs/baseline")  # doctest: +SKIP
-    >>> masks = predictor.predict_rles(ds, ds.test_image_ids, split="test")  # doctest: +SKIP
+    >>> from steel_keras.runs import load_run  # doctest: +SKIP
+    >>> predictor = load_run("runs/baseline")  # doctest: +SKIP
+    >>> masks = predictor.predict(ds, ds.test_image_ids, split="test")  # doctest: +SKIP
+    >>> masks.table.head(1)  # doctest: +SKIP
+         ImageId  ClassId              EncodedPixels
+    0  0a1b2c.jpg        3  29102 12 29346 24 ...
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from steel_keras.constants import CLASS_IDS, IMAGE_SHAPE, NUM_CLASSES
+from steel_keras.data.annotations import TRAIN_COLUMNS, Annotations
+from steel_keras.data.images import model_input
 from steel_keras.errors import DataError
 from steel_keras.rle import encode_rle
 
 TTA_MODES = ("none", "hflip", "vflip", "flips")
-THRESHOLDS_FILE = "thresholds.json"
 FULL_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 
 
@@ -49,14 +58,9 @@ class Thresholds:
     label: list[float] = field(default_factory=lambda: [0.0] * NUM_CLASSES)
     min_component: int = 0
 
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> Thresholds:
-        return cls(**json.loads(Path(path).read_text()))
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain lists, as ``pipeline.json`` keeps them."""
+        return asdict(self)
 
 
 def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:
@@ -106,11 +110,13 @@ def resize_probabilities(prob: np.ndarray, size: tuple[int, int] = IMAGE_SHAPE) 
 
 
 def _run(model: Any, batch: np.ndarray) -> np.ndarray:
-    """Probabilities from a Keras model or any runner with ``predict(batch)``."""
+    """Probabilities from a Keras model, a runner with ``predict(batch)``, or a function."""
     if hasattr(model, "predict_on_batch"):
         out = model.predict_on_batch(batch)
-    else:
+    elif hasattr(model, "predict"):
         out = model.predict(batch)
+    else:
+        out = model(batch)
     if isinstance(out, dict):  # a classifier with several heads: the any-defect one
         out = out.get("has_defect", next(iter(out.values())))
     return np.asarray(out, dtype=np.float32)
@@ -143,7 +149,8 @@ class TwoStagePredictor:
     Args:
         segmenters: ``{"all": model}`` for a 4-channel model, or ``{1: m1, ..., 4: m4}`` for
             per-class models; a list of such dicts is averaged (e.g. Unet + FPN). A model is a
-            Keras model or any runner with ``predict(batch) -> probabilities``.
+            Keras model, any runner with ``predict(batch) -> probabilities``, or a function
+            ``batch -> probabilities``.
         seg_size: (h, w) the segmenters take.
         classifier: a model giving (B, 1) or (B, 4) probabilities, or None for no gate.
         cls_size: (h, w) the classifier takes.
@@ -166,26 +173,10 @@ class TwoStagePredictor:
         self.tta = tta
         self.batch_size = batch_size
 
-    @classmethod
-    def from_run(cls, run_dir: str | Path, *, tta: str | None = None,
-                 runtime: str = "keras", **kwargs: Any) -> TwoStagePredictor:
-        """Load the models, image sizes, thresholds and TTA of a trained run directory."""
-        from steel_keras.runs import load_run
-
-        return load_run(run_dir, tta=tta, runtime=runtime, **kwargs)
-
     def _batches(self, ds: Any, image_ids: Sequence[str], split: str) -> Iterator[np.ndarray]:
         for start in range(0, len(image_ids), self.batch_size):
             chunk = image_ids[start:start + self.batch_size]
             yield np.stack([ds.load_image(i, split=split) for i in chunk])
-
-    @staticmethod
-    def _scaled(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        if images.shape[1:3] != size:
-            images = np.stack([np.asarray(Image.fromarray(im).resize((size[1], size[0]),
-                                                                     Image.BOX))
-                               for im in images])
-        return (images.astype(np.float32) / 255.0)[..., None]
 
     def _segment(self, batch: np.ndarray, tta: str) -> np.ndarray:
         per_model = []
@@ -211,31 +202,40 @@ class TwoStagePredictor:
                            desc=f"predicting ({tta} TTA)", unit="batch")
         for images in batches:
             if self.classifier is not None:
-                gates.append(_with_tta(self.classifier, self._scaled(images, self.cls_size),
+                gates.append(_with_tta(self.classifier, model_input(images, self.cls_size),
                                        tta, spatial=False))
-            masks.append(self._segment(self._scaled(images, self.seg_size), tta))
+            masks.append(self._segment(model_input(images, self.seg_size), tta))
         empty = np.zeros((0, *self.seg_size, NUM_CLASSES), np.float32)
         return Probabilities(image_ids, np.concatenate(gates) if gates else None,
                              np.concatenate(masks) if masks else empty)
 
-    def rles(self, probs: Probabilities, thresholds: Thresholds | None = None,
-             gate: bool = True) -> dict[str, dict[int, str]]:
-        """Threshold, clean up, resize to 256 x 1600 and encode: ``{image: {class: rle}}``."""
+    def annotations(self, probs: Probabilities, thresholds: Thresholds | None = None,
+                    gate: bool = True) -> Annotations:
+        """Threshold, clean up, resize to 256 x 1600 and encode every image's masks.
+
+        Args:
+            probs: what :meth:`probabilities` returned.
+            thresholds: the post-processing; defaults to the predictor's.
+            gate: apply the classifier's gate (where there is a classifier).
+
+        Returns:
+            The masks as one long table (non-empty masks only) with every image id.
+        """
         th = thresholds or self.thresholds
-        out: dict[str, dict[int, str]] = {}
+        rows = []
         for n, image_id in enumerate(probs.image_ids):
             g = probs.gate[n] if (gate and probs.gate is not None) else None
-            full = resize_probabilities(probs.masks[n])
-            masks = postprocess(full, g, th)
-            rles = {c: encode_rle(masks[..., c - 1]) for c in CLASS_IDS if masks[..., c - 1].any()}
-            if rles:
-                out[image_id] = rles
-        return out
+            masks = postprocess(resize_probabilities(probs.masks[n]), g, th)
+            rows += [(image_id, c, encode_rle(masks[..., c - 1])) for c in CLASS_IDS
+                     if masks[..., c - 1].any()]
+        table = (pd.DataFrame(rows, columns=list(TRAIN_COLUMNS)).astype({"ClassId": "int64"})
+                 .sort_values(["ImageId", "ClassId"], ignore_index=True))
+        return Annotations(table, sorted(set(probs.image_ids)), "train")
 
-    def predict_rles(self, ds: Any, image_ids: Sequence[str], split: str = "test",
-                     progress: bool = False) -> dict[str, dict[int, str]]:
-        """The full pipeline: ``{image_id: {class_id: rle}}`` for the images with masks."""
-        return self.rles(self.probabilities(ds, image_ids, split, progress=progress))
+    def predict(self, ds: Any, image_ids: Sequence[str], split: str = "test",
+                progress: bool = False) -> Annotations:
+        """The full pipeline on ``image_ids``: the masks of every image, as :meth:`annotations`."""
+        return self.annotations(self.probabilities(ds, image_ids, split, progress=progress))
 
 
 def _dice_table(pred: np.ndarray, truth_area: np.ndarray, inter: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from steel_keras.data import write_annotations, write_submission
+from steel_keras.data import Annotations, write_annotations, write_submission
 from steel_keras.eda import compute_eda, format_eda_summary, run_eda
 from steel_keras.rle import encode_rle
 
@@ -56,7 +56,7 @@ def make_folder(root: Path, fmt: str) -> Path:
             write_jpeg(root / f"{split}_images" / image_id, seed)
     masks = pd.DataFrame(MASKS, columns=["ImageId", "ClassId", "EncodedPixels"])
     if fmt == "original":
-        write_submission(root / "train.csv", masks, TRAIN_IDS, format="original")
+        write_submission(root / "train.csv", Annotations(masks, TRAIN_IDS), format="original")
     else:
         write_annotations(root / "train.csv", masks)
     return root

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from steel_keras.data import load_annotations, write_submission
+from steel_keras.data import Annotations, load_annotations, write_submission
 from steel_keras.errors import DataError, RLEError
 from steel_keras.metrics.competition import ScoreResult, competition_dice, dice, score_files
 from steel_keras.rle import encode_rle
@@ -150,8 +150,8 @@ def real_truth(real_sample) -> Path:
 @pytest.mark.real_data
 def test_perfect_and_empty_submissions_on_real_masks(real_truth, tmp_path):
     truth = load_annotations(real_truth)
-    perfect = write_submission(tmp_path / "perfect.csv", truth.table, truth.image_ids)
-    empty = write_submission(tmp_path / "empty.csv", truth.table.iloc[:0], truth.image_ids)
+    perfect = write_submission(tmp_path / "perfect.csv", truth)
+    empty = write_submission(tmp_path / "empty.csv", Annotations.empty(truth.image_ids))
     assert score_files(perfect, real_truth).competition_dice == 1.0
     result = score_files(empty, real_truth)
     # 1,000 defective images hold 1,429 masks: 4,000 - 1,429 empty pairs.
@@ -166,7 +166,8 @@ def test_every_format_gives_the_same_score(real_sample, tmp_path):
     rows["EncodedPixels"] = rows["EncodedPixels"].map(_shift)
     scores = set()
     for fmt in ("submission", "original", "train"):
-        sub = write_submission(tmp_path / f"{fmt}.csv", rows, truth.image_ids, format=fmt)
+        sub = write_submission(tmp_path / f"{fmt}.csv", Annotations(rows, truth.image_ids),
+                               format=fmt)
         for truth_file in ("train_subset1000_orig_format.csv",
                            "train_subset1000_new_format.csv"):
             scores.add(score_files(sub, real_sample / "derived" / truth_file).competition_dice)
@@ -199,7 +200,7 @@ def small_files(tmp_path) -> tuple[Path, Path]:
     truth = write_csv(tmp_path / "truth.csv", COLUMNS,
                       [["a.jpg", "1", "1 10"], ["a.jpg", "3", "100 4"], ["b.jpg", "4", "50 5"]])
     pred = table(("a.jpg", 1, "6 10"), ("b.jpg", 2, "1 2"), ("b.jpg", 4, "50 5"))
-    submission = write_submission(tmp_path / "sub.csv", pred, ["a.jpg", "b.jpg"])
+    submission = write_submission(tmp_path / "sub.csv", Annotations(pred, ["a.jpg", "b.jpg"]))
     return submission, truth
 
 
@@ -220,7 +221,7 @@ def test_cli_table_and_json(small_files):
 
 def test_cli_missing_truth_image(small_files, tmp_path):
     _, truth = small_files
-    only_a = write_submission(tmp_path / "only_a.csv", table(), ["a.jpg"])
+    only_a = write_submission(tmp_path / "only_a.csv", Annotations(table(), ["a.jpg"]))
     line = assert_one_line_error(steel_keras("score", str(only_a), "--truth", str(truth)),
                                  "1 of 2 images", "b.jpg", "missing")
     assert str(only_a) in line

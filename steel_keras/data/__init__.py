@@ -2,7 +2,7 @@
 
 Importing this package is cheap (pandas, numpy, Pillow): the commands that only read CSV files
 must not pay for TensorFlow or albumentations. ``make_augmentation`` is loaded on first use, and
-the TensorFlow pipelines live in :mod:`steel_keras.data.pipelines`, which is not imported here.
+the TensorFlow pipelines live in :mod:`steel_keras.data.tfdata`, which is not imported here.
 """
 
 from __future__ import annotations

@@ -28,18 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from steel_keras.deploy._layout import RunModel, run_images, run_models
 from steel_keras.deploy.bf16 import cpu_info
 from steel_keras.deploy.export import _worker_env
+from steel_keras.deploy.inputs import run_images
 from steel_keras.deploy.parity import Parity
-from steel_keras.deploy.runners import (
-    EXPORTED,
-    RUNTIMES,
-    cpu_cores,
-    export_command,
-    runtime_status,
-)
+from steel_keras.deploy.registry import RUNTIMES, get_runtime
+from steel_keras.deploy.runners import cpu_cores
 from steel_keras.errors import ConfigError
+from steel_keras.rundir import RunModel, run_models
 
 REFERENCE = "keras"
 
@@ -92,17 +88,17 @@ def _versions() -> dict[str, str]:
 
 def _parse_runtimes(runtimes: Sequence[str] | None) -> list[str]:
     chosen = list(dict.fromkeys(runtimes or RUNTIMES))
-    unknown = [r for r in chosen if r not in RUNTIMES]
-    if unknown:
-        raise ConfigError(f"unknown runtime {unknown[0]!r}: choose from {', '.join(RUNTIMES)}")
+    for name in chosen:
+        get_runtime(name)
     return [REFERENCE] + [r for r in chosen if r != REFERENCE]
 
 
 def _skip_reason(model: RunModel, runtime: str, status: dict[str, str | None]) -> str | None:
     if status[runtime]:
         return status[runtime]
-    if runtime in EXPORTED and not model.export_path(EXPORTED[runtime]).exists():
-        return f"no {runtime} export: run `{export_command(model.run_dir, runtime)}` first"
+    entry = RUNTIMES[runtime]
+    if entry.exported and not entry.export_path(model).exists():
+        return f"no {runtime} export: run `{entry.export_command(model.run_dir)}` first"
     return None
 
 
@@ -223,7 +219,7 @@ def benchmark_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, *,
     models = run_models(run_dir, (stage,))
     if not models:
         raise ConfigError(f"{run_dir} has no {stage} to benchmark")
-    status = {r: runtime_status(r) for r in chosen}
+    status = {r: RUNTIMES[r].unavailable() for r in chosen}
     job = {"batch": batch, "iterations": iterations, "warmup": warmup}
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = []

@@ -1,8 +1,8 @@
 """How far a runtime's probabilities are from Keras's: max absolute difference, Dice agreement.
 
 The Dice agreement compares the masks (or labels) both give when thresholded at 0.5:
-``2 |A & B| / (|A| + |B|)``, 1.0 where both are empty. Issue 5's bars for an FP32 export are a
-max absolute difference of 1e-3 or less and a Dice agreement of 0.999 or more.
+``2 |A & B| / (|A| + |B|)``, 1.0 where both are empty. The project's bars for an FP32 export
+(``BARS``) are a max absolute difference of 1e-3 or less and a Dice agreement of 0.999 or more.
 """
 
 from __future__ import annotations
