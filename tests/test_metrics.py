@@ -17,7 +17,8 @@ from hypothesis.extra.numpy import arrays
 
 from steel_keras.data import load_annotations, write_submission
 from steel_keras.errors import DataError, RLEError
-from steel_keras.metrics.competition import ScoreResult, competition_dice, dice, score_files
+from steel_keras.metrics.competition import ScoreResult, competition_dice, score_files
+from steel_keras.metrics.masks import dice
 from steel_keras.rle import encode_rle
 
 COLUMNS = ["ImageId", "ClassId", "EncodedPixels"]

@@ -11,6 +11,7 @@ work, a mask against nothing is 0, and two masks are intersected run by run on t
 same number as decoding both and counting, without building two 256 x 1600 arrays).
 
 This module needs numpy and pandas only, so ``steel-keras score`` never imports TensorFlow.
+The same metric on mask arrays is :func:`steel_keras.metrics.masks.competition_score`.
 
 Example:
     >>> import pandas as pd
@@ -33,33 +34,12 @@ import pandas as pd
 from steel_keras.constants import CLASS_IDS, IMAGE_SHAPE
 from steel_keras.data.annotations import Annotations, read_submission
 from steel_keras.errors import DataError
+from steel_keras.metrics.masks import dice_from_counts
 from steel_keras.rle import is_empty_rle, validate_rle
 
-__all__ = ["ScoreResult", "competition_dice", "dice", "score_files"]
+__all__ = ["ScoreResult", "competition_dice", "score_files"]
 
 PairKey = tuple[str, int]
-
-
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice coefficient ``2 |X ∩ Y| / (|X| + |Y|)`` of two masks; 1.0 when both are empty.
-
-    Args:
-        pred: array of any shape; non-zero is foreground.
-        truth: array of the same shape; non-zero is foreground.
-
-    Example:
-        >>> import numpy as np
-        >>> dice(np.array([1, 1, 0, 0]), np.array([0, 1, 1, 0]))
-        0.5
-    """
-    pred, truth = np.asarray(pred), np.asarray(truth)
-    if pred.shape != truth.shape:
-        raise ValueError(f"dice needs masks of one shape, got {pred.shape} and {truth.shape}")
-    pred, truth = pred != 0, truth != 0
-    total = int(np.count_nonzero(pred)) + int(np.count_nonzero(truth))
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.count_nonzero(pred & truth)) / total
 
 
 @dataclass
@@ -223,8 +203,11 @@ def _per_pair_frame(image_ids: Sequence[str], counts: dict) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["pred_pixels", "true_pixels", "intersection"])
     frame.insert(0, "ClassId", classes)
     frame.insert(0, "ImageId", ids)
-    total = frame["pred_pixels"] + frame["true_pixels"]
-    frame["dice"] = np.where(total == 0, 1.0, 2 * frame["intersection"] / total.clip(lower=1))
+    frame["dice"] = dice_from_counts(
+        frame["pred_pixels"].to_numpy(),
+        frame["true_pixels"].to_numpy(),
+        frame["intersection"].to_numpy(),
+    )
     return frame
 
 
@@ -267,9 +250,10 @@ def competition_dice(
     counts = _pair_counts(pred, true, shape)
     per_class = {}
     for class_id in CLASS_IDS:
-        scores = [_pair_dice(*c) for key, c in counts.items() if key[1] == class_id]
+        pairs = np.array([c for key, c in counts.items() if key[1] == class_id], np.int64)
+        scores = dice_from_counts(*pairs.reshape(-1, 3).T)
         n_trivial = len(image_ids) - len(scores)  # empty/empty pairs, Dice 1 each
-        per_class[class_id] = (n_trivial + float(np.sum(scores))) / len(image_ids)
+        per_class[class_id] = (n_trivial + float(scores.sum())) / len(image_ids)
     n_pairs = len(image_ids) * len(CLASS_IDS)
     return ScoreResult(
         competition_dice=float(np.mean(list(per_class.values()))),
@@ -279,11 +263,6 @@ def competition_dice(
         empty_pair_share=(n_pairs - len(true)) / n_pairs,
         per_pair=_per_pair_frame(image_ids, counts) if per_pair else None,
     )
-
-
-def _pair_dice(pred_pixels: int, true_pixels: int, intersection: int) -> float:
-    total = pred_pixels + true_pixels
-    return 1.0 if total == 0 else 2.0 * intersection / total
 
 
 def _listed_pairs(annotations: Annotations) -> pd.DataFrame:
