@@ -17,8 +17,14 @@ from hypothesis.extra.numpy import arrays
 
 from steel_keras.data import load_annotations, write_submission
 from steel_keras.errors import DataError, RLEError
+from steel_keras.metrics.classification import majority_accuracy, threshold_for_recall
 from steel_keras.metrics.competition import ScoreResult, competition_dice, score_files
-from steel_keras.metrics.masks import dice
+from steel_keras.metrics.masks import (
+    competition_score,
+    dice,
+    dice_from_counts,
+    dice_per_class_on_defects,
+)
 from steel_keras.rle import encode_rle
 
 COLUMNS = ["ImageId", "ClassId", "EncodedPixels"]
@@ -398,3 +404,48 @@ def test_non_ascii_digits_in_a_table_name_image_and_class():
         competition_dice(
             table(("a.jpg", 2, "\uff11 \uff13")), table(("a.jpg", 2, "1 2")), image_ids=["a.jpg"]
         )
+
+
+# ----- Dice on mask arrays and the classifier's figures ----------------------------------------
+
+
+def test_competition_score_on_masks_equals_competition_dice_on_their_rles():
+    rng = np.random.default_rng(7)
+    true = (rng.random((3, 8, 12, 4)) > 0.85).astype(np.uint8)
+    pred = (rng.random((3, 8, 12, 4)) > 0.8).astype(np.uint8)
+    true[1] = 0
+    pred[2, ..., 1] = true[2, ..., 1] = 0
+    ids = ["a.jpg", "b.jpg", "c.jpg"]
+
+    def rles(masks):
+        return table(*[(i, c + 1, encode_rle(m[..., c])) for i, m in zip(ids, masks, strict=True)
+                       for c in range(4) if m[..., c].any()])
+
+    scored = competition_dice(rles(pred), rles(true), image_ids=ids, shape=(8, 12))
+    assert competition_score(pred, true) == pytest.approx(scored.competition_dice)
+    with pytest.raises(ValueError, match="different shapes"):
+        competition_score(pred, true[:2])
+
+
+def test_dice_per_class_on_defects_counts_only_defective_pairs():
+    truth = np.zeros((3, 2, 4, 2))
+    truth[0, 0, :2, 0] = truth[1, :, :, 0] = 1  # class 1 on images 0 and 1; class 2 nowhere
+    prob = np.zeros_like(truth)
+    prob[0, 0, :2, 0] = 0.9  # perfect on image 0
+    prob[2, :, :, :] = 0.9  # false masks on the empty image 2 do not count here
+    result = dice_per_class_on_defects(prob, truth)
+    assert result[0] == pytest.approx((1.0 + 0.0) / 2) and np.isnan(result[1])
+    assert dice_from_counts(np.array([0, 2]), np.array([0, 2]), np.array([0, 1])).tolist() == \
+        [1.0, 0.5]
+
+
+def test_majority_accuracy_and_threshold_for_recall():
+    assert majority_accuracy(np.array([[1], [0], [0], [0]])) == 0.75
+    truth = np.array([1, 1, 0, 1, 1, 0])
+    score = np.array([0.9, 0.8, 0.7, 0.3, 0.6, 0.1])
+    assert threshold_for_recall(truth, score, 0.75) == 0.6
+    assert threshold_for_recall(np.ones(10), np.arange(10) / 10, 0.7) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="positive"):
+        threshold_for_recall(np.zeros(3), score[:3], 0.5)
+    with pytest.raises(ValueError, match="at least one label"):
+        majority_accuracy(np.array([]))
