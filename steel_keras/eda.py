@@ -140,7 +140,7 @@ def _count_objects(mask: np.ndarray, rle: str) -> int:
     # Runs are column-major: a run's first and last pixel give the columns it touches.
     first = int(values[0] - 1) // height
     last = int(values[-2] + values[-1] - 2) // height
-    return cv2.connectedComponents(mask[:, first:last + 1], connectivity=8)[0] - 1
+    return cv2.connectedComponents(mask[:, first : last + 1], connectivity=8)[0] - 1
 
 
 def _mask_shapes(masks: pd.DataFrame) -> dict:
@@ -156,8 +156,10 @@ def _mask_shapes(masks: pd.DataFrame) -> dict:
                 union = mask.copy() if union is None else union + mask
         if union is not None:
             overlapping += int(np.count_nonzero(union > 1))
-    return {"objects_per_class": {str(c): n for c, n in objects.items()},
-            "overlapping_pixels": overlapping}
+    return {
+        "objects_per_class": {str(c): n for c, n in objects.items()},
+        "overlapping_pixels": overlapping,
+    }
 
 
 def compute_eda(ds: SteelDataset | str | Path | None, *, count_objects: bool = True) -> dict:
@@ -173,16 +175,20 @@ def compute_eda(ds: SteelDataset | str | Path | None, *, count_objects: bool = T
         test_images and, with ``count_objects``, objects_per_class and overlapping_pixels.
     """
     ds = open_dataset(ds)
-    stats = {"data_dir": str(ds.root), "train_csv_format": ds.annotations.format,
-             "test_images": len(ds.test_image_ids)}
+    stats = {
+        "data_dir": str(ds.root),
+        "train_csv_format": ds.annotations.format,
+        "test_images": len(ds.test_image_ids),
+    }
     stats.update(summarize_masks(ds.masks_table, ds.train_image_ids))
     if count_objects:
         stats.update(_mask_shapes(ds.masks_table))
     return stats
 
 
-def _example_ids(ds: SteelDataset, table: pd.DataFrame, class_id: int, n: int,
-                 seed: int) -> list[str]:
+def _example_ids(
+    ds: SteelDataset, table: pd.DataFrame, class_id: int, n: int, seed: int
+) -> list[str]:
     """Up to ``n`` images with ``class_id`` whose files exist, a seeded random choice."""
     candidates = table.loc[table[f"area_{class_id}"] > 0, "ImageId"].to_numpy()
     chosen: list[str] = []
@@ -214,8 +220,14 @@ def _example_figures(ds: SteelDataset, out_dir: Path, n: int, seed: int) -> tupl
         if not ids:
             skipped[str(class_id)] = _why_no_examples(ds, table, class_id)
             continue
-        examples = [(ds.load_image(i), ds.load_masks(i),
-                     f"{i}: class {table.at[i, 'classes'].replace(' ', ' + ')}") for i in ids]
+        examples = [
+            (
+                ds.load_image(i),
+                ds.load_masks(i),
+                f"{i}: class {table.at[i, 'classes'].replace(' ', ' + ')}",
+            )
+            for i in ids
+        ]
         name = f"examples_class_{class_id}.png"
         plot_overlays(examples, out=out_dir / name)
         figures[f"examples_class_{class_id}"] = name
@@ -252,14 +264,19 @@ def run_eda(
     out.mkdir(parents=True, exist_ok=True)
     stats = compute_eda(ds)
     table = ds.per_image_table()
-    viz.plot_class_balance(stats["images_per_class"], total_images=stats["images"],
-                           images_without_defects=stats["images_without_defects"],
-                           out=out / "class_balance.png")
+    viz.plot_class_balance(
+        stats["images_per_class"],
+        total_images=stats["images"],
+        images_without_defects=stats["images_without_defects"],
+        out=out / "class_balance.png",
+    )
     viz.plot_classes_per_image(stats["classes_per_image"], out=out / "classes_per_image.png")
-    viz.plot_area_histograms({c: table[f"area_{c}"] for c in CLASS_IDS},
-                             out=out / "area_histograms.png")
-    figures = {name: f"{name}.png" for name in
-               ("class_balance", "classes_per_image", "area_histograms")}
+    viz.plot_area_histograms(
+        {c: table[f"area_{c}"] for c in CLASS_IDS}, out=out / "area_histograms.png"
+    )
+    figures = {
+        name: f"{name}.png" for name in ("class_balance", "classes_per_image", "area_histograms")
+    }
     examples, skipped = _example_figures(ds, out, examples_per_class, seed)
     stats["figures"] = {**figures, **examples}
     stats["figures_skipped"] = skipped
@@ -288,8 +305,11 @@ def format_eda_summary(stats: dict) -> str:
         objects = _cells(stats["objects_per_class"], lambda v: f"{v:,}")
         lines.append(f"  objects           {objects}")
     medians = {c: q["p50"] for c, q in stats["area_quantiles"].items()}
-    lines.append("  median area (px)  "
-                 + _cells(medians, lambda v: "-" if v is None else f"{v:,.0f}"))
-    lines.append(f"  empty (image, class) pairs: {stats['empty_pair_share']:.4f} "
-                 "= the score of an all-empty submission")
+    lines.append(
+        "  median area (px)  " + _cells(medians, lambda v: "-" if v is None else f"{v:,.0f}")
+    )
+    lines.append(
+        f"  empty (image, class) pairs: {stats['empty_pair_share']:.4f} "
+        "= the score of an all-empty submission"
+    )
     return "\n".join(lines)

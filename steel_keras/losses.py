@@ -258,15 +258,7 @@ class BCEDice(_SteelLoss):
         self.per_image = bool(per_image)
 
     def call(self, y_true, y_pred):
-        return bce_dice_loss(
-            y_true,
-            y_pred,
-            self.bce_weight,
-            self.dice_weight,
-            pos_weight=self.pos_weight,
-            smooth=self.smooth,
-            per_image=self.per_image,
-        )
+        return bce_dice_loss(y_true, y_pred, **self._own_config())
 
     def _own_config(self) -> dict[str, Any]:
         return {

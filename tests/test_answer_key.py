@@ -59,8 +59,12 @@ def test_each_answer_is_its_library_function_renamed(key):
             for old, new in renames.items():
                 expected = re.sub(rf"\b{old}\b(?=\()", new, expected)
             assert ast.unparse(_body(answers[name])) == expected, (chapter, name)
-            own = {(n.module, a.name) for n in ast.walk(answers[name])
-                   if isinstance(n, ast.ImportFrom) for a in n.names}
+            own = {
+                (n.module, a.name)
+                for n in ast.walk(answers[name])
+                if isinstance(n, ast.ImportFrom)
+                for a in n.names
+            }
             assert (library.__module__, library.__name__) not in own, (chapter, name)
 
 
@@ -73,8 +77,13 @@ def test_an_answer_calls_the_files_own_exercise_not_the_librarys(key):
 
 
 def test_instructor_copy_scores_full_marks_on_every_chapter(key):
-    graded = subprocess.run([sys.executable, "-m", "steel_keras", "grade", "--path", str(key)],
-                            cwd=key.parent, capture_output=True, text=True, timeout=600)
+    graded = subprocess.run(
+        [sys.executable, "-m", "steel_keras", "grade", "--path", str(key)],
+        cwd=key.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-2000:]
     got, out_of = re.search(r"public tests: ([\d.]+)/([\d.]+) points", graded.stdout).groups()
     assert float(got) == float(out_of) > 0, graded.stdout[-3000:]

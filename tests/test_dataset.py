@@ -104,8 +104,9 @@ def test_both_csv_formats_give_the_same_dataset(folders):
 def test_per_image_table_and_defect_free_ids_of_a_long_table(folders):
     ds = SteelDataset(folders["train"])
     masks, ids = ds.masks_table, ds.train_image_ids
-    pd.testing.assert_frame_equal(per_image_table(masks, [*reversed(ids), ids[0]]),
-                                  ds.per_image_table())
+    pd.testing.assert_frame_equal(
+        per_image_table(masks, [*reversed(ids), ids[0]]), ds.per_image_table()
+    )
     free = defect_free_ids(masks, ids)
     table = ds.per_image_table()
     assert free == table.loc[~table["has_defect"], "ImageId"].tolist() and free

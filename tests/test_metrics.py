@@ -418,8 +418,14 @@ def test_competition_score_on_masks_equals_competition_dice_on_their_rles():
     ids = ["a.jpg", "b.jpg", "c.jpg"]
 
     def rles(masks):
-        return table(*[(i, c + 1, encode_rle(m[..., c])) for i, m in zip(ids, masks, strict=True)
-                       for c in range(4) if m[..., c].any()])
+        return table(
+            *[
+                (i, c + 1, encode_rle(m[..., c]))
+                for i, m in zip(ids, masks, strict=True)
+                for c in range(4)
+                if m[..., c].any()
+            ]
+        )
 
     scored = competition_dice(rles(pred), rles(true), image_ids=ids, shape=(8, 12))
     assert competition_score(pred, true) == pytest.approx(scored.competition_dice)
@@ -435,8 +441,10 @@ def test_dice_per_class_on_defects_counts_only_defective_pairs():
     prob[2, :, :, :] = 0.9  # false masks on the empty image 2 do not count here
     result = dice_per_class_on_defects(prob, truth)
     assert result[0] == pytest.approx((1.0 + 0.0) / 2) and np.isnan(result[1])
-    assert dice_from_counts(np.array([0, 2]), np.array([0, 2]), np.array([0, 1])).tolist() == \
-        [1.0, 0.5]
+    assert dice_from_counts(np.array([0, 2]), np.array([0, 2]), np.array([0, 1])).tolist() == [
+        1.0,
+        0.5,
+    ]
 
 
 def test_majority_accuracy_and_threshold_for_recall():

@@ -204,8 +204,11 @@ def test_xception_unet_decoder_stages_are_decoder_blocks():
     block = keras.Model([x, skip], decoder_block(x, skip, 8, "decoder_stage1"))
     assert block.output_shape == (None, 18, 25, 8)
     names = [layer.name for layer in block.layers if not isinstance(layer, keras.layers.InputLayer)]
-    assert all(model.get_layer(name).__class__ is block.get_layer(name).__class__
-               for name in names if name != "decoder_stage1_crop")
+    assert all(
+        model.get_layer(name).__class__ is block.get_layer(name).__class__
+        for name in names
+        if name != "decoder_stage1_crop"
+    )
     assert isinstance(model.get_layer("decoder_stage1a_relu"), keras.layers.ReLU)
 
 
@@ -216,7 +219,8 @@ def test_small_cnn_family_shares_the_conv_blocks_and_the_head():
     assert library.count_params() == chapter.count_params() + 128  # max-pooled features too
     conv = [layer.name for layer in chapter.layers if isinstance(layer, keras.layers.Conv2D)]
     assert conv == [f"block{i}_conv" for i in range(1, 6)] and all(
-        library.get_layer(n).kernel.shape == chapter.get_layer(n).kernel.shape for n in conv)
+        library.get_layer(n).kernel.shape == chapter.get_layer(n).kernel.shape for n in conv
+    )
     features = keras.Input((4, 6, 16))
     head = keras.Model(features, classifier_head(features))
     assert [layer.name for layer in head.layers[1:]] == ["pool", "head_dropout", "has_defect"]

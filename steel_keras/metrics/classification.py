@@ -65,8 +65,12 @@ def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> dict[str, int]
     """Counts of a binary decision: ``tp``, ``fp``, ``tn``, ``fn``."""
     truth = np.asarray(truth).astype(bool).ravel()
     predicted = np.asarray(predicted).astype(bool).ravel()
-    return {"tp": int((truth & predicted).sum()), "fp": int((~truth & predicted).sum()),
-            "tn": int((~truth & ~predicted).sum()), "fn": int((truth & ~predicted).sum())}
+    return {
+        "tp": int((truth & predicted).sum()),
+        "fp": int((~truth & predicted).sum()),
+        "tn": int((~truth & ~predicted).sum()),
+        "fn": int((truth & ~predicted).sum()),
+    }
 
 
 def threshold_for_recall(truth: np.ndarray, score: np.ndarray, target_recall: float) -> float:
