@@ -33,7 +33,13 @@ import pandas as pd
 from PIL import Image
 
 from steel_keras.chapters import SMOKE, course_data
-from steel_keras.data import Annotations, SteelDataset, load_annotations, write_submission
+from steel_keras.data import (
+    Annotations,
+    SteelDataset,
+    defect_free_ids,
+    load_annotations,
+    write_submission,
+)
 from steel_keras.errors import RLEError
 from steel_keras.rle import decode_rle, encode_rle
 from steel_keras.synthetic import generate_dataset
@@ -136,7 +142,7 @@ print("formats:", from_original.format, "/", from_later.format)
 print("same masks:", from_original.table.equals(from_later.table))
 print("image ids listed:", len(from_original.image_ids), "(original) vs",
       len(from_later.image_ids), "(later)")
-defect_free = sorted(set(ds.train_image_ids) - set(from_later.table["ImageId"]))
+defect_free = defect_free_ids(from_later.table, ds.train_image_ids)
 print(f"defect-free images, found on disk: {len(defect_free)} of {len(ds.train_image_ids)}")
 
 # %% [markdown]

@@ -37,15 +37,22 @@ import time
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from scipy import ndimage
 
 from steel_keras.chapters import SMOKE, course_data, work_dir
 from steel_keras.data import Annotations, SteelDataset, read_submission
 from steel_keras.data.images import model_input
 from steel_keras.deploy.demo import make_demo_run
 from steel_keras.evaluate import ABLATIONS, ablation_table, evaluate_run, predict_run, tune_run
-from steel_keras.metrics.competition import competition_dice, dice, score_files
-from steel_keras.pipeline import Thresholds, postprocess, search_thresholds
+from steel_keras.metrics.competition import competition_dice, score_files
+from steel_keras.metrics.masks import competition_score, dice
+from steel_keras.pipeline import (
+    Thresholds,
+    apply_min_area,
+    flip_tta,
+    postprocess,
+    remove_small_components,
+    search_thresholds,
+)
 from steel_keras.recipes import load_recipe
 from steel_keras.rundir import read_config
 from steel_keras.runs import load_run
@@ -90,26 +97,15 @@ print(f"{len(val_ids)} validation images for tuning, {len(test_ids)} test images
 #
 # For every test image and each of the four classes, one Dice score, `2 |X ∩ Y| / (|X| + |Y|)`
 # between the predicted mask X and the true mask Y, **1 when both are empty**; the score is
-# the mean over all these pairs. On mask arrays:
+# the mean over all these pairs. On mask arrays, the library's `dice` (one pair) and
+# `competition_score` (every pair of `(N, H, W, 4)` arrays):
 
 # %%
-def pair_dice(pred, true):
-    total = pred.sum() + true.sum()
-    return 1.0 if total == 0 else 2.0 * (pred & true).sum() / total
-
-
-def metric_by_hand(pred_masks, true_masks):
-    """Mean Dice over every (image, class) pair of (N, H, W, 4) mask arrays."""
-    return np.mean([pair_dice(p[..., c] > 0, t[..., c] > 0)
-                    for p, t in zip(pred_masks, true_masks, strict=True) for c in range(4)])
-
-
 a = np.zeros((1, 4, 4, 4), np.uint8)
 b = a.copy()
 a[0, :2, :2, 0], b[0, :2, :3, 0] = 1, 1  # class 1: 4 and 6 pixels, 4 shared
-print(f"one image: class 1 Dice {pair_dice(a[0, ..., 0] > 0, b[0, ..., 0] > 0):.3f} "
-      f"(library dice: {dice(a[0, ..., 0], b[0, ..., 0]):.3f}), three empty pairs score 1 "
-      f"-> image score {metric_by_hand(a, b):.3f}")
+print(f"one image: class 1 Dice {dice(a[0, ..., 0], b[0, ..., 0]):.3f}, three empty pairs "
+      f"score 1 -> image score {competition_score(a, b):.3f}")
 
 # %% [markdown]
 # The library's `competition_dice` does the same on RLE tables, without decoding masks. Check
@@ -120,7 +116,7 @@ true_masks = np.stack([ds.load_masks(i, split="test") for i in test_ids])
 dropped = true_masks.copy()
 dropped[..., 2] = 0  # predict everything but class 3
 table = truth.table[(truth.table["ImageId"].isin(test_ids)) & (truth.table["ClassId"] != 3)]
-print(f"by hand {metric_by_hand(dropped, true_masks):.4f}, library "
+print(f"on masks {competition_score(dropped, true_masks):.4f}, on RLE tables "
       f"{competition_dice(table, truth, image_ids=test_ids).competition_dice:.4f}")
 
 # %% [markdown]
@@ -188,29 +184,23 @@ print(f"(1.01 rejects every image: the all-empty score, "
 # - the **minimum area**: a mask with fewer pixels in all is dropped whole, which removes the
 #   small, unsure masks that are false positives on empty pairs.
 #
-# By hand on one image, then with the library's `postprocess` (areas are given at full size,
-# 256 x 1600, and scaled to the segmenter's resolution):
+# Step by step on one image with the library's pieces, `remove_small_components` and
+# `apply_min_area` (`gate_masks` is the classifier's gate of section 3), then all at once
+# with `postprocess` (areas are given at full size, 256 x 1600, and scaled to the segmenter's
+# resolution):
 
 # %%
-def postprocess_by_hand(prob, pixel, min_component, min_area, scale):
-    out = np.zeros(prob.shape, np.uint8)
-    smallest = int(round(min_component * scale))  # in pixels at this resolution
-    for c in range(prob.shape[-1]):
-        mask = prob[..., c] >= pixel
-        labels, n = ndimage.label(mask, structure=np.ones((3, 3)))  # 8-connected blobs
-        sizes = np.bincount(labels.ravel(), minlength=n + 1)
-        mask = (sizes >= smallest)[labels] & mask
-        if mask.sum() >= min_area * scale and mask.any():
-            out[..., c] = mask
-    return out
-
-
 prob = test_plain.masks[int(np.argmax(test_plain.masks.max(axis=(1, 2, 3))))]
 scale = prob.shape[0] * prob.shape[1] / (256 * 1600)
 th = Thresholds(pixel=[0.5] * 4, min_area=[600] * 4, min_component=150)
-mine = postprocess_by_hand(prob, 0.5, 150, 600, scale)
-print("pixels per class before:", (prob >= 0.5).sum(axis=(0, 1)).tolist(),
-      "after:", mine.sum(axis=(0, 1)).tolist())
+thresholded = prob >= 0.5
+smallest = int(round(150 * scale))  # in pixels at this resolution
+cleaned = np.stack([remove_small_components(thresholded[..., c], smallest) for c in range(4)],
+                   axis=-1)
+mine = apply_min_area(cleaned, [600 * scale] * 4)
+print("pixels per class before:", thresholded.sum(axis=(0, 1)).tolist(),
+      "without small components:", cleaned.sum(axis=(0, 1)).tolist(),
+      "after the minimum area:", mine.sum(axis=(0, 1)).tolist())
 print("same as the library's postprocess:", np.array_equal(mine, postprocess(prob, None, th)))
 
 # %% [markdown]
@@ -228,8 +218,9 @@ for area in area_grid:
 # A steel surface flipped left-right or top-bottom is still steel with the same defects, so
 # the segmenter can be asked several times (as is, and flipped each way) and the answers,
 # each flipped back, averaged; `"flips"` uses the image as is, flipped left-right and flipped
-# top-bottom, so it costs two more forward passes per image. By hand for a horizontal flip,
-# against the library's `probabilities(..., tta="hflip")`:
+# top-bottom, so it costs two more forward passes per image. A horizontal flip on a batch made
+# here, with the library's `flip_tta` (what the predictor runs on each batch), against the
+# predictor's own `probabilities(..., tta="hflip")`:
 
 # %%
 # The images as every model of the library sees them, in training and prediction alike:
@@ -238,11 +229,10 @@ segmenter = predictor.segmenters[0]["all"]
 batch = model_input(np.stack([ds.load_image(i, split="test") for i in test_ids[:4]]),
                     predictor.seg_size)
 plain_out = np.asarray(segmenter.predict_on_batch(batch))
-flipped_out = np.asarray(segmenter.predict_on_batch(batch[:, :, ::-1]))[:, :, ::-1]
-by_hand = (plain_out + flipped_out) / 2
+hflip = flip_tta(segmenter.predict_on_batch, batch)  # axis 2: left-right, flipped back
 library = predictor.probabilities(ds, test_ids[:4], split="test", tta="hflip").masks
-print(f"largest change TTA makes to a probability: {np.abs(by_hand - plain_out).max():.4f}")
-print(f"hflip TTA by hand matches the library: {np.allclose(by_hand, library, atol=1e-5)}")
+print(f"largest change TTA makes to a probability: {np.abs(hflip - plain_out).max():.4f}")
+print(f"hflip TTA here matches the predictor's: {np.allclose(hflip, library, atol=1e-5)}")
 
 # %% [markdown]
 # ## 6. Searching the thresholds

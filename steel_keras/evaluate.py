@@ -65,14 +65,17 @@ def tune_run(run_dir: str | Path, data: str | Path | SteelDataset | None = None,
     return settings
 
 
-def _held_out(ds: SteelDataset, config: dict[str, Any]) -> tuple[list[str], str, Any, str]:
+def _held_out(ds: SteelDataset,
+              config: dict[str, Any]) -> tuple[list[str], str, Annotations, str]:
     """(image ids, split, truth annotations, description) of the images to evaluate on."""
     if ds.test_truth is not None and ds.test_image_ids:
         return ds.test_image_ids, "test", ds.test_truth, "test set (test_truth.csv)"
     _, val_ids = ds.split(config["val_fraction"], seed=config["seed"])
     note = ("validation split: this folder has no test labels, and the thresholds were tuned "
             "on these images, so the post-processed figures are optimistic")
-    return val_ids, "train", ds.annotations, note
+    table = ds.annotations.table
+    truth = Annotations(table[table["ImageId"].isin(set(val_ids))], sorted(val_ids))
+    return val_ids, "train", truth, note
 
 
 def _score_stages(predictor: TwoStagePredictor, plain: Probabilities, tta: Probabilities,

@@ -31,7 +31,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,6 +76,32 @@ def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:
     return keep[labels]
 
 
+def apply_min_area(masks: np.ndarray, min_area: Sequence[float]) -> np.ndarray:
+    """Empty channel ``c`` of ``(H, W, C)`` masks where it has fewer than ``min_area[c]`` pixels.
+
+    Small masks are mostly false positives on empty pairs, each costing a whole pair's Dice.
+    Returns a new ``uint8`` array; the input is not modified.
+    """
+    out = (np.asarray(masks) != 0).astype(np.uint8)
+    areas = out.sum(axis=(0, 1))
+    out[..., areas < np.asarray(min_area)] = 0
+    return out
+
+
+def gate_masks(
+    masks: np.ndarray, gate_prob: np.ndarray, label_thresholds: Sequence[float]
+) -> np.ndarray:
+    """Empty channel ``c`` where the classifier's probability is below ``label_thresholds[c]``.
+
+    ``gate_prob`` is ``(C,)`` (one per class) or ``(1,)`` (any defect, for every class).
+    Returns a new ``uint8`` array; the input is not modified.
+    """
+    out = (np.asarray(masks) != 0).astype(np.uint8)
+    prob = np.broadcast_to(np.asarray(gate_prob, dtype=np.float64).ravel(), (out.shape[-1],))
+    out[..., prob < np.asarray(label_thresholds)] = 0
+    return out
+
+
 def postprocess(prob: np.ndarray, gate: np.ndarray | None, th: Thresholds) -> np.ndarray:
     """Turn ``(H, W, 4)`` probabilities into ``(H, W, 4)`` uint8 masks.
 
@@ -85,16 +111,13 @@ def postprocess(prob: np.ndarray, gate: np.ndarray | None, th: Thresholds) -> np
         th: the thresholds.
     """
     scale = prob.shape[0] * prob.shape[1] / FULL_PIXELS
-    gate = None if gate is None else np.broadcast_to(np.asarray(gate).ravel(), (NUM_CLASSES,))
-    out = np.zeros(prob.shape, dtype=np.uint8)
+    masks = prob >= np.asarray(th.pixel)
+    if gate is not None:  # first: a gated class needs no component labelling
+        masks = gate_masks(masks, gate, th.label)
+    smallest = int(round(th.min_component * scale))
     for c in range(NUM_CLASSES):
-        if gate is not None and gate[c] < th.label[c]:
-            continue
-        mask = prob[..., c] >= th.pixel[c]
-        mask = remove_small_components(mask, int(round(th.min_component * scale)))
-        if mask.sum() >= th.min_area[c] * scale and mask.any():
-            out[..., c] = mask
-    return out
+        masks[..., c] = remove_small_components(masks[..., c], smallest)
+    return apply_min_area(masks, [area * scale for area in th.min_area])
 
 
 def resize_probabilities(prob: np.ndarray, size: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
@@ -122,16 +145,41 @@ def _run(model: Any, batch: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
+TTA_AXES = {"none": (), "hflip": (2,), "vflip": (1,), "flips": (2, 1)}
+
+
+def flip_tta(
+    predict: Callable[[np.ndarray], np.ndarray],
+    batch: np.ndarray,
+    axes: Sequence[int] = (2,),
+    spatial: bool = True,
+) -> np.ndarray:
+    """Average ``predict`` over the batch as it is and flipped along each of ``axes``.
+
+    Args:
+        predict: images ``(B, H, W, 1)`` -> probabilities, e.g. ``model.predict_on_batch``.
+        batch: the images.
+        axes: one flipped copy per axis: 2 flips left-right (the default, horizontal flip
+            TTA), 1 top-bottom.
+        spatial: the predictions are masks ``(B, H, W, C)``, flipped back before averaging;
+            False for a classifier's ``(B, K)`` probabilities.
+
+    Returns:
+        The mean of the ``1 + len(axes)`` predictions, as a float array.
+    """
+    batch = np.asarray(batch)
+    outputs = [np.asarray(predict(batch))]
+    for axis in axes:
+        out = np.asarray(predict(np.flip(batch, axis=axis)))
+        outputs.append(np.flip(out, axis=axis) if spatial else out)
+    return np.mean(outputs, axis=0)
+
+
 def _with_tta(model: Any, batch: np.ndarray, tta: str, spatial: bool) -> np.ndarray:
     """Average the model over flipped copies of the batch (flipping masks back)."""
     if tta not in TTA_MODES:
         raise DataError(f"unknown TTA mode {tta!r}; choose one of {TTA_MODES}")
-    axes = {"none": [], "hflip": [2], "vflip": [1], "flips": [2, 1]}[tta]
-    outputs = [_run(model, batch)]
-    for axis in axes:
-        out = _run(model, np.flip(batch, axis=axis))
-        outputs.append(np.flip(out, axis=axis) if spatial else out)
-    return np.mean(outputs, axis=0)
+    return flip_tta(lambda images: _run(model, images), batch, TTA_AXES[tta], spatial)
 
 
 @dataclass

@@ -284,12 +284,12 @@ def train_classifier(
 
 
 def _classifier_summary(model: Any, val: Any, labels: np.ndarray) -> dict[str, Any]:
-    from steel_keras.metrics.classification import roc_auc
+    from steel_keras.metrics.classification import majority_accuracy, roc_auc
 
     truth = labels.any(axis=1).astype(int)
     prob = np.asarray(model.predict(val, verbose=0)).reshape(-1)
     accuracy = float(((prob >= 0.5).astype(int) == truth).mean())
-    majority = float(max(truth.mean(), 1 - truth.mean()))
+    majority = majority_accuracy(truth)
     return {"val_images": int(truth.size), "val_accuracy": accuracy,
             "majority_accuracy": majority, "accuracy_over_majority": accuracy - majority,
             "val_auc": roc_auc(truth, prob)}
@@ -426,9 +426,9 @@ def segmenter_summary(ds: SteelDataset, val_ids: list[str], paths: list[Path],
     """Dice of the saved segmenter(s) on the true masks of the validation images.
 
     For every (image, class) pair whose true mask is not empty, the Dice of the prediction
-    thresholded at 0.5 (at the model's resolution); averaged per class and over all pairs.
+    above 0.5 (at the model's resolution); averaged per class and over all pairs.
     """
-    from steel_keras.metrics.competition import dice
+    from steel_keras.metrics.masks import dice_per_class_on_defects
     from steel_keras.models import load_model
 
     size = _image_size(cfg)
@@ -439,17 +439,13 @@ def segmenter_summary(ds: SteelDataset, val_ids: list[str], paths: list[Path],
     batches = segmentation_dataset(ds, defective, image_size=size, batch_size=8)
     truth = np.concatenate([m.numpy() for _, m in batches])
     prob = _predict_all(paths, [load_model(p) for p in paths], batches)
-    scores: dict[int, list[float]] = {c: [] for c in (1, 2, 3, 4)}
-    for n in range(truth.shape[0]):
-        for c in range(4):
-            if truth[n, ..., c].any():
-                scores[c + 1].append(dice(prob[n, ..., c] >= 0.5, truth[n, ..., c] > 0))
-    every = [s for v in scores.values() for s in v]
+    per_class = dice_per_class_on_defects(prob, truth)
+    masks = (truth > 0.5).any(axis=(1, 2)).sum(axis=0)  # pairs scored per class
     return {"val_defective_images": len(defective), "image_size": list(size),
-            "dice_defective": float(np.mean(every)),
-            "per_class": {str(c): (float(np.mean(v)) if v else None)
-                          for c, v in scores.items()},
-            "masks_per_class": {str(c): len(v) for c, v in scores.items()}}
+            "dice_defective": float(np.nansum(per_class * masks) / masks.sum()),
+            "per_class": {str(c + 1): (None if np.isnan(d) else float(d))
+                          for c, d in enumerate(per_class)},
+            "masks_per_class": {str(c + 1): int(n) for c, n in enumerate(masks)}}
 
 
 def _predict_all(paths: list[Path], models: list[Any], batches: Any) -> np.ndarray:

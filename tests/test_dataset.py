@@ -12,7 +12,7 @@ from PIL import Image
 
 from steel_keras.data import SteelDataset, open_dataset, read_image
 from steel_keras.data.annotations import Annotations, write_annotations, write_submission
-from steel_keras.data.dataset import rle_area
+from steel_keras.data.dataset import defect_free_ids, per_image_table, rle_area
 from steel_keras.data.images import downscale_mask
 from steel_keras.errors import DataError
 from steel_keras.paths import DATA_ENV
@@ -99,6 +99,20 @@ def test_both_csv_formats_give_the_same_dataset(folders):
     pd.testing.assert_frame_equal(original.per_image_table(), new.per_image_table())
     assert original.test_image_ids == ["t1.jpg", "t2.jpg"]
     assert original.submission_format == "original" and new.submission_format == "submission"
+
+
+def test_per_image_table_and_defect_free_ids_of_a_long_table(folders):
+    ds = SteelDataset(folders["train"])
+    masks, ids = ds.masks_table, ds.train_image_ids
+    pd.testing.assert_frame_equal(
+        per_image_table(masks, [*reversed(ids), ids[0]]), ds.per_image_table()
+    )
+    free = defect_free_ids(masks, ids)
+    table = ds.per_image_table()
+    assert free == table.loc[~table["has_defect"], "ImageId"].tolist() and free
+    empty = per_image_table(masks.iloc[:0], ["b.jpg", "a.jpg"])
+    assert empty["ImageId"].tolist() == ["a.jpg", "b.jpg"] and not empty["has_defect"].any()
+    assert empty["area_4"].dtype == np.int64
 
 
 def test_per_image_table(folders):

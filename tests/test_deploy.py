@@ -31,6 +31,8 @@ from steel_keras.deploy import (
     load_runner,
     run_images,
 )
+from steel_keras.deploy.benchmark import latency_percentiles, throughput
+from steel_keras.deploy.parity import dice_agreement, max_abs_difference
 from steel_keras.errors import ConfigError, DataError, RuntimeUnavailableError, SteelKerasError
 from steel_keras.rundir import run_models
 
@@ -97,6 +99,30 @@ def test_parity_of_dict_outputs_and_empty_masks():
     assert result["dice_agreement"] == 1.0  # nothing on in either
     assert result["values"] == 10 and result["within_bars"]
     assert BARS == {"max_abs_diff": 1e-3, "dice_agreement": 0.999}
+
+
+def test_parity_is_dice_agreement_and_max_abs_difference_over_all_batches():
+    rng = np.random.default_rng(3)
+    reference = [rng.random((2, 4, 6, 4)).astype(np.float32) for _ in range(3)]
+    other = [r + rng.normal(scale=0.05, size=r.shape).astype(np.float32) for r in reference]
+    parity = Parity()
+    for r, o in zip(reference, other, strict=True):
+        parity.update(r, o)
+    result = parity.result()
+    everything = np.concatenate([r.ravel() for r in reference]), np.concatenate(
+        [o.ravel() for o in other])
+    assert result["dice_agreement"] == pytest.approx(dice_agreement(*everything))
+    assert result["max_abs_diff"] == max_abs_difference(*everything) > 0
+    with pytest.raises(ValueError, match="differ in shape"):
+        parity.update(reference[0], other[0][:1])
+
+
+def test_benchmark_figures_from_latencies():
+    seconds = np.array([0.010, 0.012, 0.011, 0.050])
+    assert latency_percentiles(seconds, (50,)) == {50: pytest.approx(11.5)}
+    assert throughput(8, seconds) == pytest.approx(32 / 0.083)
+    with pytest.raises(ValueError):
+        throughput(8, np.array([]))
 
 
 # ----- export and runners -----------------------------------------------------------------------

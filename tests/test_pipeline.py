@@ -9,6 +9,9 @@ from steel_keras.pipeline import (
     Probabilities,
     Thresholds,
     TwoStagePredictor,
+    apply_min_area,
+    flip_tta,
+    gate_masks,
     postprocess,
     remove_small_components,
     resize_probabilities,
@@ -46,6 +49,45 @@ def test_postprocess_scales_areas_to_full_size():
     keep = postprocess(prob, None, Thresholds(min_area=[0, 0, 0, 1500]))
     drop = postprocess(prob, None, Thresholds(min_area=[0, 0, 0, 1700]))
     assert keep[..., 3].sum() == 100 and drop.sum() == 0
+
+
+def test_postprocess_is_gate_then_components_then_min_area():
+    """postprocess is the exercises' steps in order, at the segmenter's resolution."""
+    rng = np.random.default_rng(0)
+    prob = rng.random((32, 200, 4)).astype(np.float32) ** 3  # scattered specks and a few blobs
+    prob[5:15, 20:60, 1] = 0.9
+    th = Thresholds(pixel=[0.5, 0.6, 0.7, 0.4], min_area=[0, 4000, 9000, 500],
+                    label=[0.5, 0.2, 0.5, 0.9], min_component=320)
+    gate = np.array([0.6, 0.3, 0.4, 0.95])
+    scale = 32 * 200 / (256 * 1600)
+    masks = gate_masks(prob >= np.array(th.pixel), gate, th.label)
+    masks = np.stack([remove_small_components(masks[..., c], round(320 * scale))
+                      for c in range(4)], axis=-1)
+    expected = apply_min_area(masks, [a * scale for a in th.min_area])
+    out = postprocess(prob, gate, th)
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.uint8 and out[..., 1].sum() >= 400 and not out[..., 2].any()
+
+
+def test_apply_min_area_and_gate_masks_leave_their_input_alone():
+    masks = np.ones((2, 3, 4), bool)
+    assert apply_min_area(masks, [7, 6, 0, 6]).sum(axis=(0, 1)).tolist() == [0, 6, 6, 6]
+    assert gate_masks(masks, np.array([0.5]), [0.6, 0.5, 0.4, 0.5]).sum() == 18
+    assert masks.all() and masks.dtype == bool
+
+
+def test_flip_tta_flips_each_axis_back_and_averages():
+    batch = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4, 1)
+    rows = np.arange(3, dtype=np.float32)[None, :, None, None]
+
+    def predict(x):  # depends on the row, so a missing flip-back shows
+        return x + rows
+
+    both = flip_tta(predict, batch, axes=(2, 1))
+    np.testing.assert_allclose(both, (3 * batch + rows + rows + rows[:, ::-1]) / 3)
+    np.testing.assert_array_equal(flip_tta(predict, batch, axes=()), predict(batch))
+    scores = flip_tta(lambda x: x.reshape(2, -1).sum(axis=1, keepdims=True), batch, (2,), False)
+    np.testing.assert_allclose(scores, batch.reshape(2, -1).sum(axis=1, keepdims=True))
 
 
 def test_resize_probabilities_to_full_size():

@@ -124,6 +124,42 @@ def _measure(model: RunModel, runtime: str, job: dict[str, Any], tmp: Path,
     return {"error": how + (errors[-1] if errors else lines[-1])[:300]}
 
 
+def latency_percentiles(seconds: np.ndarray, percentiles: Sequence[float] = (50, 95)) -> dict:
+    """``{p: the p-th percentile of the call times, in milliseconds}`` (numpy's interpolation).
+
+    A mean hides the slow calls a user waits for; the median and the 95th percentile show them.
+
+    Raises:
+        ValueError: ``seconds`` is empty.
+
+    Example:
+        >>> latency_percentiles(np.array([0.010, 0.012, 0.011, 0.050]), (50,))
+        {50: 11.5}
+    """
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if seconds.size == 0:
+        raise ValueError("latency_percentiles needs at least one timed call")
+    return {p: float(1000.0 * np.percentile(seconds, p)) for p in percentiles}
+
+
+def throughput(batch_size: int, seconds: np.ndarray) -> float:
+    """Images per second over calls of one batch each: all the images over all the time.
+
+    Not the mean of per-call rates: one slow call weighs as much as the time it took.
+
+    Raises:
+        ValueError: ``seconds`` is empty or sums to zero or less, or ``batch_size`` < 1.
+
+    Example:
+        >>> throughput(8, np.array([0.1, 0.3]))
+        40.0
+    """
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if batch_size < 1 or seconds.size == 0 or seconds.sum() <= 0:
+        raise ValueError("throughput needs batch_size >= 1 and timed calls with positive time")
+    return float(batch_size * seconds.size / seconds.sum())
+
+
 def _parity(reference: Path, other: Path, batches: int) -> dict[str, Any]:
     parity = Parity()
     for i in range(batches):
@@ -138,11 +174,12 @@ def _row(model: RunModel, runtime: str, runs: list[dict[str, Any]], batch: int) 
     if errors:
         return row | {"status": "failed", "reason": errors[0]}
     latencies = np.array([t for r in runs for t in r["latencies_s"]])
+    p50, p95 = latency_percentiles(latencies, (50, 95)).values()
     return row | {
         "status": "ok", "timed_batches": int(latencies.size),
-        "throughput_ips": float(batch * latencies.size / latencies.sum()),
-        "latency_p50_ms": float(np.percentile(latencies, 50) * 1e3),
-        "latency_p95_ms": float(np.percentile(latencies, 95) * 1e3),
+        "throughput_ips": throughput(batch, latencies),
+        "latency_p50_ms": p50,
+        "latency_p95_ms": p95,
         "latency_mean_ms": float(latencies.mean() * 1e3),
         "cpu_ms_per_image": float(sum(r["cpu_s"] for r in runs) / (batch * latencies.size) * 1e3),
         "load_s": float(np.mean([r["load_s"] for r in runs])),
