@@ -79,7 +79,7 @@ def test_table_rows_and_skipped_reasons():
 @pytest.mark.slow
 @NO_GPU
 def test_cpu_rehearsal_runs_every_step(tmp_path):
-    """The script end to end on a tiny separable U-Net (4 min on a loaded 2-core machine)."""
+    """The script end to end on a tiny separable U-Net (5 min 16 s on the loaded 2-core machine)."""
     result = subprocess.run(
         [
             sys.executable,
