@@ -92,7 +92,7 @@ def cpu_per_step(n_images: int) -> dict:
 
 def dataset_statistics(folder: Path) -> dict:
     """The figures the tests compare with the real data, over train and test together."""
-    from steel_keras.data.annotations import load_annotations, write_submission
+    from steel_keras.data.annotations import Annotations, load_annotations, write_submission
     from steel_keras.metrics.competition import score_files
 
     tables = [load_annotations(folder / name).table for name in ("train.csv", "test_truth.csv")]
@@ -102,7 +102,7 @@ def dataset_statistics(folder: Path) -> dict:
     areas = table["EncodedPixels"].map(lambda rle: sum(map(int, rle.split()[1::2])))
     test_ids = [p.name for p in (folder / "test_images").glob("*.jpg")]
     with tempfile.TemporaryDirectory() as tmp:
-        empty = write_submission(Path(tmp) / "empty.csv", {}, test_ids)
+        empty = write_submission(Path(tmp) / "empty.csv", Annotations.empty(test_ids))
         empty_score = score_files(empty, folder / "test_truth.csv").competition_dice
     shares = table["ClassId"].value_counts(normalize=True)
     return {

@@ -19,3 +19,7 @@ class RLEError(DataError):
 
 class ConfigError(SteelKerasError, ValueError):
     """An unknown model, backbone, loss or recipe name, or an image size a model cannot take."""
+
+
+class RuntimeUnavailableError(SteelKerasError):
+    """A runtime or converter this machine lacks (TensorRT, TF-TRT, OpenVINO, ONNX Runtime)."""

@@ -1,14 +1,10 @@
 """Training: the defect classifier and the segmenter(s) of a run, from a recipe.
 
-A run directory holds everything one training run made::
-
-    RUN_DIR/config.json               the recipe as run, the data folder, the seed
-    RUN_DIR/classifier/model.keras    the best checkpoint (by validation AUC)
-    RUN_DIR/classifier/history.csv    one row per epoch; curves.png; logs/ (TensorBoard)
-    RUN_DIR/classifier/summary.json   validation accuracy, majority-class accuracy, AUC
-    RUN_DIR/segmenter/model.keras     multi-label mode (or class_1.keras ... per class), best
-                                      checkpoint by validation Dice; history, curves, logs
-    RUN_DIR/segmenter/summary.json    validation Dice on the masks of defective images
+A run directory holds everything one training run made, in the layout of
+:mod:`steel_keras.rundir`: ``config.json`` (the recipe as run, the data folder, the seed), the
+classifier's best checkpoint by validation AUC and the segmenters' by validation Dice, each
+stage's ``history.csv``, curves, TensorBoard logs and ``summary.json`` (validation accuracy
+and AUC; validation Dice on the masks of defective images).
 
 Training keeps the best checkpoint, stops early, follows the recipe's learning-rate schedule,
 resumes an interrupted run from ``backup/`` (``keras.callbacks.BackupAndRestore``), is
@@ -35,15 +31,24 @@ import numpy as np
 
 from steel_keras.data.augment import make_augmentation
 from steel_keras.data.dataset import SteelDataset, open_dataset
-from steel_keras.data.pipelines import (
+from steel_keras.data.tfdata import (
     classification_dataset,
     per_class_ids,
     segmentation_dataset,
 )
 from steel_keras.errors import ConfigError
 from steel_keras.recipes import DEFAULT_RECIPE, load_recipe
+from steel_keras.rundir import (
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    backup_path,
+    history_file,
+    logs_dir,
+    model_file,
+    parse_model_file,
+    write_json,
+)
 
-CONFIG_FILE = "config.json"
 # Keys of a stage that may change between a run and its resumption.
 # The devices and the dtype policy may change too: a run started on one machine can resume
 # on another.
@@ -143,8 +148,7 @@ def _prepare_run_dir(run_dir: Path, config: dict[str, Any], stage: str) -> None:
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} is not empty and holds no {CONFIG_FILE}; "
                           "choose another --out or delete it")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2) + "\n")
+    write_json(path, config)
 
 
 def _optimizer(keras: Any, cfg: dict[str, Any], steps_per_epoch: int) -> Any:
@@ -161,25 +165,20 @@ def _optimizer(keras: Any, cfg: dict[str, Any], steps_per_epoch: int) -> Any:
 
 
 def _callbacks(keras: Any, stage_dir: Path, monitor: str, cfg: dict[str, Any],
-               model_file: str) -> list[Any]:
+               file_name: str) -> list[Any]:
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(stage_dir / "backup" / model_file)),
-        keras.callbacks.ModelCheckpoint(str(stage_dir / model_file), monitor=monitor,
+        keras.callbacks.BackupAndRestore(str(backup_path(stage_dir, file_name))),
+        keras.callbacks.ModelCheckpoint(str(stage_dir / file_name), monitor=monitor,
                                         mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", restore_best_weights=True,
                                       patience=cfg.get("early_stopping_patience", 5)),
-        keras.callbacks.CSVLogger(str(stage_dir / _history_name(model_file)), append=True),
-        keras.callbacks.TensorBoard(str(stage_dir / "logs" / model_file.removesuffix(".keras"))),
+        keras.callbacks.CSVLogger(str(stage_dir / history_file(file_name)), append=True),
+        keras.callbacks.TensorBoard(str(logs_dir(stage_dir, file_name))),
     ]
     if cfg.get("schedule") == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max",
                                                            factor=0.5, patience=2))
     return callbacks
-
-
-def _history_name(model_file: str) -> str:
-    stem = model_file.removesuffix(".keras")
-    return "history.csv" if stem == "model" else f"history_{stem}.csv"
 
 
 def _augmentation(cfg: dict[str, Any]) -> Any:
@@ -216,21 +215,19 @@ def _run_config(ds: SteelDataset, recipe: dict[str, Any], recipe_name: str) -> d
 
 
 def _fit(keras: Any, model: Any, train: Any, val: Any, cfg: dict[str, Any], stage_dir: Path,
-         monitor: str, model_file: str) -> Any:
+         monitor: str, file_name: str) -> Any:
     # shuffle=False: the tf.data pipeline already shuffles, reproducibly from the seed.
     return model.fit(train, validation_data=val, epochs=cfg["epochs"], shuffle=False,
-                     callbacks=_callbacks(keras, stage_dir, monitor, cfg, model_file),
+                     callbacks=_callbacks(keras, stage_dir, monitor, cfg, file_name),
                      verbose=cfg.get("verbose", "auto"))
 
 
-def _plot_curves(stage_dir: Path, model_file: str) -> None:
+def _plot_curves(stage_dir: Path, file_name: str) -> None:
     from steel_keras.viz import plot_training_curves
 
-    history = stage_dir / _history_name(model_file)
+    history = stage_dir / history_file(file_name)
     if history.is_file() and history.stat().st_size:
-        stem = model_file.removesuffix(".keras")
-        name = "curves.png" if stem == "model" else f"curves_{stem}.png"
-        plot_training_curves(history, stage_dir / name)
+        plot_training_curves(history, stage_dir / history_file(file_name, "curves", ".png"))
 
 
 def train_classifier(
@@ -278,21 +275,21 @@ def train_classifier(
         model.compile(optimizer=_optimizer(keras, cfg, steps), loss="binary_crossentropy",
                       metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
                                keras.metrics.AUC(name="auc")])
-    _fit(keras, model, train, val, cfg, stage_dir, "val_auc", "model.keras")
-    _plot_curves(stage_dir, "model.keras")
+    _fit(keras, model, train, val, cfg, stage_dir, "val_auc", model_file())
+    _plot_curves(stage_dir, model_file())
     summary = _classifier_summary(model, val, ds.class_labels(val_ids))
     summary.update(_stage_record(keras, strategy))
-    (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return TrainResult(run_dir, "classifier", [stage_dir / "model.keras"], summary)
+    write_json(stage_dir / SUMMARY_FILE, summary)
+    return TrainResult(run_dir, "classifier", [stage_dir / model_file()], summary)
 
 
 def _classifier_summary(model: Any, val: Any, labels: np.ndarray) -> dict[str, Any]:
-    from steel_keras.metrics.classification import roc_auc
+    from steel_keras.metrics.classification import majority_accuracy, roc_auc
 
     truth = labels.any(axis=1).astype(int)
     prob = np.asarray(model.predict(val, verbose=0)).reshape(-1)
     accuracy = float(((prob >= 0.5).astype(int) == truth).mean())
-    majority = float(max(truth.mean(), 1 - truth.mean()))
+    majority = majority_accuracy(truth)
     return {"val_images": int(truth.size), "val_accuracy": accuracy,
             "majority_accuracy": majority, "accuracy_over_majority": accuracy - majority,
             "val_auc": roc_auc(truth, prob)}
@@ -332,14 +329,14 @@ def _segmenter_jobs(ds: SteelDataset, train_ids: list[str], cfg: dict[str, Any],
                            cfg.get("clean_fraction", 0.0), seed)
     jobs = []
     for arch in archs:
-        prefix = "" if len(archs) == 1 else f"{arch}_"
+        prefix = arch if len(archs) > 1 else None
         if cfg.get("mode", "multilabel") == "per_class":
             for class_id in (1, 2, 3, 4):
                 ids = per_class_ids(ds, train_ids, class_id,
                                     other_fraction=cfg.get("other_fraction", 0.3), seed=seed)
-                jobs.append((f"{prefix}class_{class_id}.keras", class_id, ids, arch))
+                jobs.append((model_file(prefix, class_id), class_id, ids, arch))
         else:
-            jobs.append((f"{prefix}model.keras", None, pool, arch))
+            jobs.append((model_file(prefix), None, pool, arch))
     return jobs
 
 
@@ -376,19 +373,19 @@ def train_segmenter(
     stage_dir = run_dir / "segmenter"
     stage_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for model_file, class_id, ids, arch in _segmenter_jobs(ds, train_ids, cfg, config["seed"]):
+    for file_name, class_id, ids, arch in _segmenter_jobs(ds, train_ids, cfg, config["seed"]):
         model = _train_one_segmenter(keras, strategy, ds, ids, val_ids, cfg, arch, class_id,
-                                     stage_dir, model_file, config["seed"])
-        paths.append(stage_dir / model_file)
+                                     stage_dir, file_name, config["seed"])
+        paths.append(stage_dir / file_name)
         del model
     summary = segmenter_summary(ds, val_ids, paths, cfg) | _stage_record(keras, strategy)
-    (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(stage_dir / SUMMARY_FILE, summary)
     return TrainResult(run_dir, "segmenter", paths, summary)
 
 
 def _train_one_segmenter(keras: Any, strategy: Any, ds: SteelDataset, ids: list[str],
                          val_ids: list[str], cfg: dict[str, Any], arch: str,
-                         class_id: int | None, stage_dir: Path, model_file: str,
+                         class_id: int | None, stage_dir: Path, file_name: str,
                          seed: int) -> Any:
     from steel_keras.losses import get_loss
     from steel_keras.metrics.keras_metrics import DicePerClass
@@ -419,8 +416,8 @@ def _train_one_segmenter(keras: Any, strategy: Any, ds: SteelDataset, ids: list[
             model.compile(optimizer=_optimizer(keras, phase_cfg, steps),
                           loss=get_loss(loss_name, **loss_kwargs),
                           metrics=[DicePerClass(name="dice")])
-        _fit(keras, model, train, val, phase_cfg, stage_dir, "val_dice", model_file)
-    _plot_curves(stage_dir, model_file)
+        _fit(keras, model, train, val, phase_cfg, stage_dir, "val_dice", file_name)
+    _plot_curves(stage_dir, file_name)
     return model
 
 
@@ -429,9 +426,9 @@ def segmenter_summary(ds: SteelDataset, val_ids: list[str], paths: list[Path],
     """Dice of the saved segmenter(s) on the true masks of the validation images.
 
     For every (image, class) pair whose true mask is not empty, the Dice of the prediction
-    thresholded at 0.5 (at the model's resolution); averaged per class and over all pairs.
+    above 0.5 (at the model's resolution); averaged per class and over all pairs.
     """
-    from steel_keras.metrics.competition import dice
+    from steel_keras.metrics.masks import dice_per_class_on_defects
     from steel_keras.models import load_model
 
     size = _image_size(cfg)
@@ -442,17 +439,13 @@ def segmenter_summary(ds: SteelDataset, val_ids: list[str], paths: list[Path],
     batches = segmentation_dataset(ds, defective, image_size=size, batch_size=8)
     truth = np.concatenate([m.numpy() for _, m in batches])
     prob = _predict_all(paths, [load_model(p) for p in paths], batches)
-    scores: dict[int, list[float]] = {c: [] for c in (1, 2, 3, 4)}
-    for n in range(truth.shape[0]):
-        for c in range(4):
-            if truth[n, ..., c].any():
-                scores[c + 1].append(dice(prob[n, ..., c] >= 0.5, truth[n, ..., c] > 0))
-    every = [s for v in scores.values() for s in v]
+    per_class = dice_per_class_on_defects(prob, truth)
+    masks = (truth > 0.5).any(axis=(1, 2)).sum(axis=0)  # pairs scored per class
     return {"val_defective_images": len(defective), "image_size": list(size),
-            "dice_defective": float(np.mean(every)),
-            "per_class": {str(c): (float(np.mean(v)) if v else None)
-                          for c, v in scores.items()},
-            "masks_per_class": {str(c): len(v) for c, v in scores.items()}}
+            "dice_defective": float(np.nansum(per_class * masks) / masks.sum()),
+            "per_class": {str(c + 1): (None if np.isnan(d) else float(d))
+                          for c, d in enumerate(per_class)},
+            "masks_per_class": {str(c + 1): int(n) for c, n in enumerate(masks)}}
 
 
 def _predict_all(paths: list[Path], models: list[Any], batches: Any) -> np.ndarray:
@@ -460,9 +453,8 @@ def _predict_all(paths: list[Path], models: list[Any], batches: Any) -> np.ndarr
     outputs: dict[str, list[np.ndarray]] = {}
     for path, model in zip(paths, models, strict=True):
         prob = np.asarray(model.predict(batches, verbose=0), dtype=np.float32)
-        stem = path.name.removesuffix(".keras")
-        key = stem.split("class_")[-1] if "class_" in stem else "all"
-        outputs.setdefault(key, []).append(prob)
+        _, class_id = parse_model_file(path.name)
+        outputs.setdefault("all" if class_id is None else str(class_id), []).append(prob)
     if "all" in outputs:
         return np.mean(outputs["all"], axis=0)
     return np.concatenate([np.mean(outputs[str(c)], axis=0) for c in (1, 2, 3, 4)], axis=-1)

@@ -20,7 +20,12 @@ import pytest
 from PIL import Image
 from scipy.ndimage import maximum_filter
 
-from steel_keras.data.annotations import load_annotations, read_submission, write_submission
+from steel_keras.data.annotations import (
+    Annotations,
+    load_annotations,
+    read_submission,
+    write_submission,
+)
 from steel_keras.errors import DataError
 from steel_keras.rle import decode_rle
 from steel_keras.synthetic import (
@@ -247,7 +252,7 @@ def test_all_empty_submission_scores_like_the_leaderboard(stats_dataset, tmp_pat
     truth = load_annotations(stats_dataset / "test_truth.csv").table
     empty_pairs = 1 - len(truth) / (4 * len(test_ids))
     assert empty_pairs == pytest.approx(0.856, abs=0.02)
-    empty = write_submission(tmp_path / "empty.csv", {}, test_ids)
+    empty = write_submission(tmp_path / "empty.csv", Annotations.empty(test_ids))
     score = score_files(empty, stats_dataset / "test_truth.csv").competition_dice
     assert score == pytest.approx(empty_pairs)
 

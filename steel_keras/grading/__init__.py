@@ -9,7 +9,7 @@
 - :mod:`~steel_keras.grading.worker`, :mod:`~steel_keras.grading.wire`,
   :mod:`~steel_keras.grading.harness`: the files copied into the sandbox;
 - :mod:`~steel_keras.grading.library_check`: exercises that import the library's answer;
-- :mod:`~steel_keras.grading.solutions`: the reference solution of every exercise;
+- :mod:`~steel_keras.grading.solutions`: which library function answers each exercise;
 - :mod:`~steel_keras.grading.reports`: ``results.json``, ``grades.csv``, a student's table;
 - :mod:`~steel_keras.grading.student_copy`: the files handed out to students.
 

@@ -14,7 +14,7 @@ import ast
 import importlib.util
 from collections.abc import Iterable
 
-__all__ = ["LibraryCode"]
+__all__ = ["LIBRARY", "LibraryCode"]
 
 LIBRARY = "steel_keras"
 

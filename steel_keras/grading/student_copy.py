@@ -14,21 +14,22 @@ so ``steel-keras grade --path DIR/exercises`` (or ``pytest DIR/tests/grading``) 
 from __future__ import annotations
 
 import ast
+import builtins
 import inspect
+import re
 import shutil
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from steel_keras.errors import SteelKerasError
-from steel_keras.grading.key_source import LibraryCode
-from steel_keras.grading.library_check import library_uses
+from steel_keras.grading.key_source import LIBRARY, LibraryCode
 from steel_keras.grading.solutions import CHAPTERS, resolve
 from steel_keras.paths import project_root
 
 __all__ = ["solution_source", "write_student_copy"]
-
-SOLUTIONS_MODULE = "steel_keras.grading.solutions"
 
 COPY_README = """\
 # Steel defect detection with Keras: your exercises
@@ -47,7 +48,8 @@ COPY_README = """\
 """
 
 LIBRARY_HEADER = (
-    "# --- The library code the reference solutions above call, copied from steel_keras -----\n"
+    "# --- The library code the reference solutions above use, copied from steel_keras ----\n"
+    "# (the grader keeps the library out of reach of the code it grades).\n"
 )
 
 INSTRUCTOR_HEADER = (
@@ -107,44 +109,47 @@ def _write(path: Path, text: str) -> Path:
 
 
 def solution_source(stub_source: str, chapter: str) -> str:
-    """The exercise file ``stub_source`` with each stub body replaced by its reference solution.
+    """The exercise file ``stub_source`` with each stub replaced by its reference solution.
 
-    A solution written in :mod:`steel_keras.grading.solutions` is copied in. A library function
-    is copied, with the library code it uses, to the end of the file, and called: the grader
-    keeps the library out of reach of the code it grades, so an answer key that imported it
-    would score nothing.
+    A solution is the library function's own source, renamed to the exercise's name: its
+    signature, the exercise's docstring, then its body, which first imports the library
+    helpers it calls. A call of another exercise's answer in the same chapter calls that
+    exercise's function in the file instead.
     """
     if chapter not in CHAPTERS:
         raise SteelKerasError(f"no reference solutions for chapter {chapter!r}")
-    references = CHAPTERS[chapter][1]
-    lines = stub_source.splitlines(keepends=True)
     tree = ast.parse(stub_source)
+    if not any(
+        isinstance(n, ast.ImportFrom)
+        and n.module == "__future__"
+        and any(a.name == "annotations" for a in n.names)
+        for n in tree.body
+    ):
+        raise SteelKerasError(
+            f"the {chapter} exercises need `from __future__ import annotations`"
+            ": the solutions' signatures name types the file does not import"
+        )
+    answers = {resolve(ref): name for name, ref in CHAPTERS[chapter][1].items()}
+    defined = _top_level_names(tree)
+    library = LibraryCode(defined | set(CHAPTERS[chapter][1]))
+    lines = stub_source.splitlines(keepends=True)
     stubs = [
         node
         for node in tree.body
-        if isinstance(node, ast.FunctionDef) and node.name in references and _is_stub(node)
+        if isinstance(node, ast.FunctionDef)
+        and node.name in CHAPTERS[chapter][1]
+        and _is_stub(node)
     ]
-    library = LibraryCode(_top_level_names(tree))
     for node in reversed(stubs):
-        raise_stmt = node.body[-1]
-        body = _solution_body(node, references[node.name], library)
-        lines[raise_stmt.lineno - 1 : raise_stmt.end_lineno] = body
+        function = resolve(CHAPTERS[chapter][1][node.name])
+        first = node.body[0]
+        docstring = lines[first.lineno - 1 : first.end_lineno] if ast.get_docstring(node) else []
+        solution = _solution(function, node.name, docstring, answers, defined, library)
+        lines[node.lineno - 1 : node.end_lineno] = solution
     text = INSTRUCTOR_HEADER + "".join(lines)
     if library.statements or library.imports:
         text = text.rstrip("\n") + "\n\n\n" + LIBRARY_HEADER + library.source()
     return text
-
-
-def _top_level_names(tree: ast.Module) -> set[str]:
-    names = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
-        else:
-            names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-    return names
 
 
 def _is_stub(node: ast.FunctionDef) -> bool:
@@ -155,47 +160,143 @@ def _is_stub(node: ast.FunctionDef) -> bool:
     return isinstance(target, ast.Name) and target.id == "NotImplementedError"
 
 
-def _solution_body(
-    node: ast.FunctionDef, reference: str | Callable, library: LibraryCode
+def _top_level_names(tree: ast.Module) -> set[str]:
+    """The names a module binds at its top level: imports, assignments, functions, classes."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def _solution(
+    function: Callable,
+    name: str,
+    docstring: list[str],
+    answers: dict[Callable, str],
+    defined: set[str],
+    library: LibraryCode,
 ) -> list[str]:
-    function = resolve(reference)
-    module = function.__module__
-    if module == SOLUTIONS_MODULE and not library_uses(
-        inspect.getsource(function), [function.__name__]
-    ):
-        return _copied_body(function)
-    name = library.add(module, function.__name__)
-    where = module.replace(".", "/") + ".py"
-    return [
-        f"    # Reference solution: the library's {module}.{function.__name__} ({where}),\n",
-        "    # copied with what it uses to the end of this file (the grader keeps the library\n",
-        "    # out of reach of the code it grades).\n",
-        f"    return {name}({_call_arguments(node.args)})\n",
-    ]
-
-
-def _copied_body(function: Callable) -> list[str]:
-    """The statements of ``function`` after its docstring, indented as a function body."""
+    """``function``'s source as the exercise ``name``: its signature, ``docstring``, its body."""
     source = textwrap.dedent(inspect.getsource(function))
     definition = ast.parse(source).body[0]
-    statements = definition.body
-    if (
-        isinstance(statements[0], ast.Expr)
-        and isinstance(statements[0].value, ast.Constant)
-        and isinstance(statements[0].value.value, str)
-    ):
-        statements = statements[1:]
-    lines = source.splitlines(keepends=True)[statements[0].lineno - 1 : definition.end_lineno]
-    header = f"    # Reference solution ({SOLUTIONS_MODULE}.{function.__name__}).\n"
-    return [header, *lines]
+    if not isinstance(definition, ast.FunctionDef) or definition.decorator_list:
+        raise SteelKerasError(
+            f"{function.__module__}.{function.__name__} is not a plain "
+            "function; a reference solution must be one"
+        )
+    renames, imports = _free_names(function, definition, answers, defined, library)
+    renames[function.__name__] = name
+    lines = _renamed(source.splitlines(keepends=True), definition, renames)
+    body = definition.body
+    header = lines[definition.lineno - 1 : body[0].lineno - 1]
+    first = body[0].end_lineno if ast.get_docstring(definition) else body[0].lineno - 1
+    note = [f"    # Reference solution: {function.__module__}.{function.__name__}.\n"]
+    return [*header, *docstring, *note, *imports, *lines[first : definition.end_lineno]]
 
 
-def _call_arguments(args: ast.arguments) -> str:
-    """``a, b, *rest, key=key, **extra`` for a call forwarding a function's own parameters."""
-    parts = [a.arg for a in [*args.posonlyargs, *args.args]]
-    if args.vararg:
-        parts.append(f"*{args.vararg.arg}")
-    parts += [f"{a.arg}={a.arg}" for a in args.kwonlyargs]
-    if args.kwarg:
-        parts.append(f"**{args.kwarg.arg}")
-    return ", ".join(parts)
+def _code_nodes(definition: ast.FunctionDef) -> list[ast.AST]:
+    """Every node of ``definition`` but its annotations (strings, under the exercise files'
+    ``from __future__ import annotations``: never evaluated)."""
+    annotations = set()
+    for node in ast.walk(definition):
+        for part in (getattr(node, "annotation", None), getattr(node, "returns", None)):
+            if part is not None:
+                annotations |= {id(n) for n in ast.walk(part)}
+    return [n for n in ast.walk(definition) if id(n) not in annotations]
+
+
+def _free_names(
+    function: Callable,
+    definition: ast.FunctionDef,
+    answers: dict[Callable, str],
+    defined: set[str],
+    library: LibraryCode,
+) -> tuple[dict, list[str]]:
+    """``({library name: exercise name}, import lines)`` for the globals the function reads.
+
+    Another exercise's answer becomes a call of that exercise; a name the exercise file binds
+    too (``np``, ``IMAGE_SHAPE``) is left as it is; a library helper is copied to the end of
+    the file (``library``; the grader keeps the library out of reach); anything else is
+    imported in the body.
+    """
+    loaded, bound = set(), set()
+    for node in _code_nodes(definition):
+        if isinstance(node, ast.Name):
+            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.FunctionDef) and node is not definition:
+            bound.add(node.name)
+    renames: dict[str, str] = {}
+    modules: set[str] = set()
+    names: dict[str, list[str]] = {}
+    for name in sorted(loaded - bound - set(dir(builtins)) - {function.__name__}):
+        value = function.__globals__[name]
+        if callable(value) and not inspect.ismodule(value) and value in answers:
+            renames[name] = answers[value]
+        elif name in defined:
+            continue
+        elif inspect.ismodule(value):
+            modules.add(_module_import(name, value))
+        elif (home := _home(name, value, function.__module__)).split(".")[0] == LIBRARY:
+            copied = library.add(home, name)
+            if copied != name:
+                renames[name] = copied
+        else:
+            names.setdefault(home, []).append(name)
+    _check_defaults(function, definition, defined | set(renames))
+    imports = sorted(modules) + [f"from {m} import {', '.join(n)}" for m, n in names.items()]
+    return renames, [f"    {line}\n" for line in imports] + (["\n"] if imports else [])
+
+
+def _module_import(name: str, module: ModuleType) -> str:
+    parent, _, last = module.__name__.rpartition(".")
+    if parent and last == name:
+        return f"from {parent} import {name}"
+    return f"import {module.__name__}" + ("" if module.__name__ == name else f" as {name}")
+
+
+def _home(name: str, value: object, fallback: str) -> str:
+    """The module that defines ``value`` (an exception's, a function's), else ``fallback``."""
+    home = getattr(value, "__module__", None)
+    if isinstance(home, str) and getattr(sys.modules.get(home), name, None) is value:
+        return home
+    return fallback
+
+
+def _check_defaults(function: Callable, definition: ast.FunctionDef, defined: set[str]) -> None:
+    """Defaults are evaluated when the exercise file defines the function, before any import
+    in its body: each name they read must be one the file binds."""
+    for default in [*definition.args.defaults, *definition.args.kw_defaults]:
+        for node in ast.walk(default) if default is not None else ():
+            if isinstance(node, ast.Name) and node.id not in defined | set(dir(builtins)):
+                raise SteelKerasError(
+                    f"{function.__module__}.{function.__name__}'s default reads {node.id}, "
+                    "which its exercise file does not define"
+                )
+
+
+def _renamed(lines: list[str], definition: ast.FunctionDef, renames: dict[str, str]) -> list[str]:
+    """``lines`` with the function's own name and each name of ``renames`` replaced."""
+    lines = list(lines)
+    spots = [
+        (n.lineno, n.col_offset, n.end_col_offset, renames[n.id])
+        for n in _code_nodes(definition)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in renames
+    ]
+    for lineno, start, end, new in sorted(spots, reverse=True):
+        raw = lines[lineno - 1].encode()  # ast's offsets count UTF-8 bytes
+        lines[lineno - 1] = (raw[:start] + new.encode() + raw[end:]).decode()
+    def_line = definition.lineno - 1
+    lines[def_line] = re.sub(
+        rf"\bdef {definition.name}\b", f"def {renames[definition.name]}", lines[def_line], count=1
+    )
+    return lines
