@@ -287,7 +287,8 @@ def test_a_hostile_class_gets_what_its_honest_code_earns(tmp_path):
     why_erin = {t["name"]: t["output"] for t in json.loads(
         (out / "students" / "erin" / "results.json").read_text())["tests"]}
     assert all("from steel_keras.rle import decode_rle" in why and "out of reach" in why
-               for name, why in why_erin.items() if "test_decode_rle" in name)
+               for name, why in why_erin.items()
+               if "test_decode_rle" in name and not name.startswith("hidden/"))
     sheet = (out / "grades.csv").read_text()
     time.sleep(1.0)  # a daemon that survived would rewrite the sheet by now
     assert (out / "grades.csv").read_text() == sheet and sheet.startswith("student,")
