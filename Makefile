@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,course]"
+	@# The grader's sandbox (docs/security.md): installed where we are root on Debian/Ubuntu;
+	@# elsewhere a warning, never a failed install.
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } \
+		|| echo "warning: bubblewrap (bwrap) is not installed, so steel-keras grade runs" \
+			"student code without a sandbox; install it (apt-get install bubblewrap)"
 	@touch $@
 
 ## The main job: the baseline on the embedded synthetic data (generated on first use):

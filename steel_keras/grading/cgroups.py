@@ -3,8 +3,9 @@
 Per-process limits (``RLIMIT_AS``) do not stop a submission that forks: ten children may use ten
 times the memory. A cgroup counts them together. :func:`create` makes one under the memory and
 pids controllers this process may write to (cgroup v2 with the controllers delegated, or cgroup
-v1 as a container's root often has them), and returns ``None`` where neither is writable; the
-grader then says that memory is limited per process only.
+v1 as a container's root often has them), with the cpu controller too where it is there, and
+returns ``None`` where none can be made; the grader then says that memory is limited per
+process only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Cgroup", "available", "create"]
+
+CONTROLLERS = ("memory", "pids", "cpu")
 
 
 @dataclass(frozen=True)
@@ -90,23 +93,19 @@ def _own_path(version: int, controller: str = "") -> str:
     return "/"
 
 
-def _parents() -> tuple[int, list[str]] | None:
-    """Where new cgroups can go: (version, [parent folder per controller]), or None."""
+def _parents() -> tuple[int, dict[str, str]] | None:
+    """Where new cgroups can go: (version, {controller: parent folder}), or None. cgroup v2
+    has one folder for every controller (key ``""``); ``cpu`` is used where it is there."""
     mounts = _mounts()
-    v1 = {
-        c: m
-        for m, kind, opts in mounts
-        if kind == "cgroup"
-        for c in ("memory", "pids")
-        if c in opts
-    }
-    if set(v1) == {"memory", "pids"}:
-        folders = []
-        for c in ("memory", "pids"):
-            own = os.path.join(v1[c], _own_path(1, c).lstrip("/"))
-            folders.append(own if os.access(own, os.W_OK) else v1[c])
-        if all(os.access(f, os.W_OK) for f in folders):
-            return 1, folders
+    v1 = {c: m for m, kind, opts in mounts if kind == "cgroup" for c in CONTROLLERS if c in opts}
+    if {"memory", "pids"} <= set(v1):
+        parents = {}
+        for c, mount in v1.items():
+            own = os.path.join(mount, _own_path(1, c).lstrip("/"))
+            parents[c] = own if os.access(own, os.W_OK) else mount
+        parents = {c: p for c, p in parents.items() if os.access(p, os.W_OK)}
+        if {"memory", "pids"} <= set(parents):
+            return 1, parents
     for mount, kind, _ in mounts:
         if kind != "cgroup2":
             continue
@@ -114,7 +113,7 @@ def _parents() -> tuple[int, list[str]] | None:
         with contextlib.suppress(OSError):
             enabled = Path(parent, "cgroup.subtree_control").read_text().split()
             if {"memory", "pids"} <= set(enabled) and os.access(parent, os.W_OK):
-                return 2, [parent]
+                return 2, {"": parent, **({"cpu": parent} if "cpu" in enabled else {})}
     return None
 
 
@@ -124,30 +123,42 @@ def available() -> int | None:
     return found[0] if found else None
 
 
-def create(memory_bytes: int, max_pids: int, prefix: str = "steel-keras-grade") -> Cgroup | None:
-    """A new cgroup limited to ``memory_bytes`` and ``max_pids``; None where none can be made."""
+def create(
+    memory_bytes: int, max_pids: int, cpus: float = 1.0, prefix: str = "steel-keras-grade"
+) -> Cgroup | None:
+    """A new cgroup limited to ``memory_bytes``, ``max_pids`` and (where the cpu controller is
+    there) ``cpus`` processors' time, so that a student's processes cannot slow another
+    student's tests into their time limits; None where no cgroup can be made."""
     found = _parents()
     if found is None:
         return None
     version, parents = found
     name = f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    folders = tuple(os.path.join(p, name) for p in parents)
-    try:
-        for folder in folders:
-            os.mkdir(folder, 0o755)
-        settings = (
-            {"memory.max": memory_bytes, "pids.max": max_pids}
+    folders = {c: os.path.join(p, name) for c, p in parents.items()}
+    quota = int(cpus * 100_000)
+    settings = [
+        ("memory", "memory.max" if version == 2 else "memory.limit_in_bytes", str(memory_bytes)),
+        ("pids", "pids.max", str(max_pids)),
+    ]
+    if "cpu" in parents:
+        settings.append(
+            ("cpu", "cpu.max", f"{quota} 100000")
             if version == 2
-            else {"memory.limit_in_bytes": memory_bytes, "pids.max": max_pids}
+            else ("cpu", "cpu.cfs_quota_us", str(quota))
         )
-        for key, value in settings.items():
-            folder = folders[0] if version == 2 or key.startswith("memory") else folders[1]
-            Path(folder, key).write_text(str(value))
+    group = Cgroup(version, tuple(dict.fromkeys(folders.values())))
+    try:
+        for folder in group.folders:
+            os.mkdir(folder, 0o755)
+        for controller, key, value in settings:
+            Path(folders[controller if version == 1 else ""], key).write_text(value)
     except OSError:
-        Cgroup(version, folders).remove()
+        group.remove()
         return None
     # No swapping past the limit either, where the kernel accounts for swap.
     swap = "memory.swap.max" if version == 2 else "memory.memsw.limit_in_bytes"
     with contextlib.suppress(OSError):
-        Path(folders[0], swap).write_text("0" if version == 2 else str(memory_bytes))
-    return Cgroup(version, folders)
+        Path(folders["memory" if version == 1 else ""], swap).write_text(
+            "0" if version == 2 else str(memory_bytes)
+        )
+    return group
