@@ -51,8 +51,13 @@ def test_mask_area_from_rle_hidden(impl):
 
 
 def steel_keras(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "steel_keras", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "steel_keras", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +106,9 @@ def test_student_copy_grades_zero_and_instructor_copy_full_marks(tmp_path, publi
     assert steel_keras("course", "student-copy", "--out", str(student)).returncode == 0
     made = steel_keras("course", "student-copy", "--out", str(instructor), "--solutions")
     assert made.returncode == 0, made.stderr
-    assert (student / "exercises" / "ch01_data_and_rle.py").read_text() == \
-        (EXERCISES / "ch01_data_and_rle.py").read_text()
+    assert (student / "exercises" / "ch01_data_and_rle.py").read_text() == (
+        EXERCISES / "ch01_data_and_rle.py"
+    ).read_text()
     # Graded from inside the copy, with no source checkout in sight of the working folder.
     graded = steel_keras("grade", "--path", "exercises", cwd=student)
     assert graded.returncode == 1, graded.stderr
@@ -122,10 +128,21 @@ def test_student_copy_grades_zero_and_instructor_copy_full_marks(tmp_path, publi
 
 
 def test_misbehaving_class_scores_right_and_hidden_source_never_leaks(tmp_path):
-    kinds = write_class(tmp_path / "submissions", 9, ["correct", "wrong_answer", "import_error",
-                                                      "os_exit", "python_loop", "c_loop",
-                                                      "segfault", "prints_forever",
-                                                      "eats_memory"])
+    kinds = write_class(
+        tmp_path / "submissions",
+        9,
+        [
+            "correct",
+            "wrong_answer",
+            "import_error",
+            "os_exit",
+            "python_loop",
+            "c_loop",
+            "segfault",
+            "prints_forever",
+            "eats_memory",
+        ],
+    )
     hidden = tmp_path / "hidden"
     hidden.mkdir()
     (hidden / "test_ch01_hidden.py").write_text(HIDDEN_TEST)
@@ -133,15 +150,34 @@ def test_misbehaving_class_scores_right_and_hidden_source_never_leaks(tmp_path):
     # keeps each of the many restarted test processes from loading TensorFlow again.
     public = tmp_path / "public"
     public.mkdir()
-    for test_file in [GRADED_TESTS / "conftest.py", *graded_test_files(GRADED_TESTS, "ch01"),
-                      *graded_test_files(GRADED_TESTS, "ch02")]:
+    for test_file in [
+        GRADED_TESTS / "conftest.py",
+        *graded_test_files(GRADED_TESTS, "ch01"),
+        *graded_test_files(GRADED_TESTS, "ch02"),
+    ]:
         shutil.copyfile(test_file, public / test_file.name)
     start = time.monotonic()
-    result = steel_keras("grade", "--submissions", str(tmp_path / "submissions"),
-                         "--tests", str(public),
-                         "--out", str(tmp_path / "out"), "--hidden", str(hidden),
-                         "--timeout", "60", "--test-timeout", "3", "--memory-mb", "2048",
-                         "--output-mb", "2", "--jobs", "2")
+    result = steel_keras(
+        "grade",
+        "--submissions",
+        str(tmp_path / "submissions"),
+        "--tests",
+        str(public),
+        "--out",
+        str(tmp_path / "out"),
+        "--hidden",
+        str(hidden),
+        "--timeout",
+        "60",
+        "--test-timeout",
+        "3",
+        "--memory-mb",
+        "2048",
+        "--output-mb",
+        "2",
+        "--jobs",
+        "2",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert time.monotonic() - start < 240
     assert result.stdout.splitlines()[0].startswith("isolation: ")
@@ -168,9 +204,11 @@ def test_misbehaving_class_scores_right_and_hidden_source_never_leaks(tmp_path):
 
 
 def test_grade_usage_errors_are_one_line(tmp_path):
-    for args, needle in [(("--submissions", str(REPO)), "--out"),
-                         (("--path", str(tmp_path)), "no exercise files"),
-                         (("--chapter", "x"), "not a number")]:
+    for args, needle in [
+        (("--submissions", str(REPO)), "--out"),
+        (("--path", str(tmp_path)), "no exercise files"),
+        (("--chapter", "x"), "not a number"),
+    ]:
         result = steel_keras("grade", *args)
         assert result.returncode == 2 and needle in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -180,9 +218,13 @@ def test_grade_usage_errors_are_one_line(tmp_path):
 def test_thirty_mixed_submissions_on_two_workers(tmp_path, public_tests):
     kinds = write_class(tmp_path / "submissions", 30)
     start = time.monotonic()
-    graded = grade_submissions(student_folders(tmp_path / "submissions"), public_tests,
-                               Limits(timeout=120, test_timeout=5, memory_mb=1024, output_mb=4),
-                               jobs=2, progress=False)
+    graded = grade_submissions(
+        student_folders(tmp_path / "submissions"),
+        public_tests,
+        Limits(timeout=120, test_timeout=5, memory_mb=1024, output_mb=4),
+        jobs=2,
+        progress=False,
+    )
     assert time.monotonic() - start < 600
     for grade in graded.grades:
         assert grade.score == expected_score(kinds[grade.student], public_tests), grade.student

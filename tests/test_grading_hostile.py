@@ -58,27 +58,37 @@ def test_defect_free_ids_hidden(impl):
 '''
 
 # Smuggles the arguments it gets into its exception's class name and message.
-LEAKER = '''
+LEAKER = """
 def defect_free_ids(long_table, all_ids):
     name = "Leak_" + "_".join(i.replace(".", "_").replace("-", "_") for i in all_ids)
     raise type(name, (ValueError,), {})(repr(all_ids))
-'''
+"""
 
 ISOLATION = probe()
 contained = pytest.mark.skipif(
     ISOLATION.level == "none",
     reason="no sandbox and not root here: hostile code would run with the tester's rights "
-           "(install bubblewrap)")
+    "(install bubblewrap)",
+)
 
 
 def steel_keras(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "steel_keras", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "steel_keras", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def fingerprint(*folders: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-            for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def processes_with(text: str) -> list[int]:
@@ -129,7 +139,7 @@ def alive(pids: set[int]) -> set[int]:
 
 def spy_code(targets: list[Path], writes: list[Path], port: int) -> str:
     """An encode_rle that reports what it could read, write and reach, as its (wrong) answer."""
-    return f'''
+    return f"""
 import os as _os
 import socket as _socket
 
@@ -159,12 +169,12 @@ def encode_rle(mask):
         net = "none"
     return (f"read {{read}} of {len(targets)}, wrote {{wrote}} of {len(writes)}, "
             f"network {{net}}, uid {{_os.getuid()}}")
-'''
+"""
 
 
 def saboteur_code(victim: Path, tests: list[Path], sheet: Path) -> str:
     """Module-level code that tries to change others' grades, then behaves."""
-    return f'''
+    return f"""
 import os as _os
 import signal as _signal
 
@@ -184,7 +194,7 @@ try:
     _os.kill(-1, _signal.SIGKILL)  # every process this uid may signal (not this one)
 except OSError:
     pass
-'''
+"""
 
 
 def daemon_code(sheet: Path, mark: str) -> str:
@@ -208,31 +218,62 @@ def hostile_class(tmp_path: Path, port: int, mark: str):
     """Write the class, its public and hidden tests; return folders and {student: kind}."""
     subs, public, hidden, out = (tmp_path / n for n in ("subs", "public", "hidden", "out"))
     public.mkdir()
-    for test_file in [GRADED_TESTS / "conftest.py", *graded_test_files(GRADED_TESTS, "ch01"),
-                      *graded_test_files(GRADED_TESTS, "ch02")]:
+    for test_file in [
+        GRADED_TESTS / "conftest.py",
+        *graded_test_files(GRADED_TESTS, "ch01"),
+        *graded_test_files(GRADED_TESTS, "ch02"),
+    ]:
         shutil.copyfile(test_file, public / test_file.name)
     hidden.mkdir()
     (hidden / "test_ch01_hidden.py").write_text(HIDDEN_TEST)
-    kinds = {"alice": "correct", "carol": "forge_results", "dave": "patch_pytest",
-             "erin": "imports_answer", "frank": "imports_key", "judy": "python_loop",
-             "kim": "os_exit", "leo": "eats_memory", "mia": "prints_forever",
-             "grades.csv": "correct", "grace": "correct", "heidi": "correct",
-             "ivan": "correct", "nina": "correct"}
+    kinds = {
+        "alice": "correct",
+        "carol": "forge_results",
+        "dave": "patch_pytest",
+        "erin": "imports_answer",
+        "frank": "imports_key",
+        "judy": "python_loop",
+        "kim": "os_exit",
+        "leo": "eats_memory",
+        "mia": "prints_forever",
+        "grades.csv": "correct",
+        "grace": "correct",
+        "heidi": "correct",
+        "ivan": "correct",
+        "nina": "correct",
+    }
     for student, kind in kinds.items():
         write_submission(subs / student, kind)
     shutil.copytree(REPO / "course" / "exercises", subs / "bob")  # blank stubs
     kinds["bob"] = "stubs"
     ch01, ch02 = "ch01_data_and_rle.py", "ch02_eda.py"
     victim = subs / "alice" / ch01
-    targets = [victim, subs / "bob", hidden / "test_ch01_hidden.py", public / "test_ch02_eda.py",
-               PACKAGE / "grading" / "solutions.py", PACKAGE / "rle.py", out]
-    writes = [victim, public / "test_ch01_data_and_rle.py", hidden / "test_ch01_hidden.py",
-              out / "grades.csv"]
+    targets = [
+        victim,
+        subs / "bob",
+        hidden / "test_ch01_hidden.py",
+        public / "test_ch02_eda.py",
+        PACKAGE / "grading" / "solutions.py",
+        PACKAGE / "rle.py",
+        out,
+    ]
+    writes = [
+        victim,
+        public / "test_ch01_data_and_rle.py",
+        hidden / "test_ch01_hidden.py",
+        out / "grades.csv",
+    ]
     add_code(subs / "heidi", ch01, spy_code(targets, writes, port))
     kinds["heidi"] = "spy"
-    add_code(subs / "ivan", ch01, saboteur_code(
-        victim, [public / "test_ch01_data_and_rle.py", hidden / "test_ch01_hidden.py"],
-        out / "grades.csv"))
+    add_code(
+        subs / "ivan",
+        ch01,
+        saboteur_code(
+            victim,
+            [public / "test_ch01_data_and_rle.py", hidden / "test_ch01_hidden.py"],
+            out / "grades.csv",
+        ),
+    )
     add_code(subs / "grace", ch02, daemon_code(out / "grades.csv", mark))
     add_code(subs / "nina", ch01, LEAKER)
     kinds["nina"] = "leaker"
@@ -244,8 +285,11 @@ def expected(kind: str, tests) -> float:
         return 0.0
     broken = {"spy": "test_encode_rle", "leaker": "test_defect_free_ids"}.get(kind)
     if broken:
-        return sum(t.points for t in tests
-                   if not (t.chapter == "ch01" and t.name.split("::")[-1].startswith(broken)))
+        return sum(
+            t.points
+            for t in tests
+            if not (t.chapter == "ch01" and t.name.split("::")[-1].startswith(broken))
+        )
     return expected_score(kind, tests)
 
 
@@ -257,22 +301,43 @@ def test_a_hostile_class_gets_what_its_honest_code_earns(tmp_path):
     subs, public, hidden, out, kinds = hostile_class(tmp_path, port, mark)
     before = fingerprint(subs, public, hidden)
     start = time.monotonic()
-    result = steel_keras("grade", "--submissions", str(subs), "--tests", str(public),
-                         "--hidden", str(hidden), "--out", str(out), "--timeout", "60",
-                         "--test-timeout", "3", "--memory-mb", "512", "--output-mb", "2",
-                         "--jobs", "2")
+    result = steel_keras(
+        "grade",
+        "--submissions",
+        str(subs),
+        "--tests",
+        str(public),
+        "--hidden",
+        str(hidden),
+        "--out",
+        str(out),
+        "--timeout",
+        "60",
+        "--test-timeout",
+        "3",
+        "--memory-mb",
+        "512",
+        "--output-mb",
+        "2",
+        "--jobs",
+        "2",
+    )
     seconds = time.monotonic() - start
     server.close()
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.splitlines()[0] == ISOLATION.describe(_limits(512, 2))
-    tests = collect_tests([*graded_test_files(public, None), hidden / "test_ch01_hidden.py"],
-                          [hidden])
+    tests = collect_tests(
+        [*graded_test_files(public, None), hidden / "test_ch01_hidden.py"], [hidden]
+    )
     with open(out / "grades.csv", newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
     assert sorted(rows) == sorted(kinds)
     for student, kind in kinds.items():
-        assert float(rows[student]["total"]) == expected(kind, tests), (student, kind,
-                                                                       rows[student])
+        assert float(rows[student]["total"]) == expected(kind, tests), (
+            student,
+            kind,
+            rows[student],
+        )
         text = (out / "students" / student / "results.json").read_text()
         assert SECRET not in text and "secret =" not in text, student
         assert HIDDEN_ARG not in text and HIDDEN_ARG.replace("-", "_") not in text, student
@@ -284,11 +349,15 @@ def test_a_hostile_class_gets_what_its_honest_code_earns(tmp_path):
     assert "wrote 0 of 4" in said and "uid 0," not in said
     if ISOLATION.level == "bwrap":
         assert "read 0 of 7" in said and "network none" in said
-    why_erin = {t["name"]: t["output"] for t in json.loads(
-        (out / "students" / "erin" / "results.json").read_text())["tests"]}
-    assert all("from steel_keras.rle import decode_rle" in why and "out of reach" in why
-               for name, why in why_erin.items()
-               if "test_decode_rle" in name and not name.startswith("hidden/"))
+    why_erin = {
+        t["name"]: t["output"]
+        for t in json.loads((out / "students" / "erin" / "results.json").read_text())["tests"]
+    }
+    assert all(
+        "from steel_keras.rle import decode_rle" in why and "out of reach" in why
+        for name, why in why_erin.items()
+        if "test_decode_rle" in name and not name.startswith("hidden/")
+    )
     sheet = (out / "grades.csv").read_text()
     time.sleep(1.0)  # a daemon that survived would rewrite the sheet by now
     assert (out / "grades.csv").read_text() == sheet and sheet.startswith("student,")
@@ -302,7 +371,7 @@ def _limits(memory_mb: int, output_mb: int):
     return Limits(timeout=60, test_timeout=3, memory_mb=memory_mb, output_mb=output_mb)
 
 
-LOOP_WITH_DAEMON = '''
+LOOP_WITH_DAEMON = """
 import subprocess as _subprocess
 
 
@@ -311,7 +380,7 @@ def decode_rle(rle, shape=(256, 1600)):
                       start_new_session=True)
     while True:
         pass
-'''
+"""
 
 
 @contained
@@ -323,10 +392,30 @@ def test_a_signal_stops_every_student_at_once_and_keeps_the_grades(tmp_path, sig
         write_submission(subs / student, "correct")
     add_code(subs / "b_loops", "ch01_data_and_rle.py", LOOP_WITH_DAEMON.format(mark=mark))
     grader = subprocess.Popen(
-        [sys.executable, "-m", "steel_keras", "grade", "--submissions", str(subs), "--out",
-         str(out), "--chapter", "1", "--jobs", "1", "--test-timeout", "120", "--timeout", "300"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "steel_keras",
+            "grade",
+            "--submissions",
+            str(subs),
+            "--out",
+            str(out),
+            "--chapter",
+            "1",
+            "--jobs",
+            "1",
+            "--test-timeout",
+            "120",
+            "--timeout",
+            "300",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not processes_with(mark) and time.monotonic() < deadline:
@@ -367,11 +456,27 @@ def test_bad_outputs_are_refused_before_grading(tmp_path):
         (tmp_path / "a-file" / "below", "cannot be written"),
     ]
     for out, needle in cases:
-        result = steel_keras("grade", "--submissions", str(subs), "--out", str(out),
-                             "--hidden", str(hidden), "--chapter", "1")
+        result = steel_keras(
+            "grade",
+            "--submissions",
+            str(subs),
+            "--out",
+            str(out),
+            "--hidden",
+            str(hidden),
+            "--chapter",
+            "1",
+        )
         assert result.returncode == 2 and needle in result.stderr, (out, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
     assert (tmp_path / "a-file").read_text() == "keep me"
-    inside = steel_keras("grade", "--submissions", str(tmp_path), "--out",
-                         str(tmp_path.parent / f"{tmp_path.name}-out"), "--hidden", str(hidden))
+    inside = steel_keras(
+        "grade",
+        "--submissions",
+        str(tmp_path),
+        "--out",
+        str(tmp_path.parent / f"{tmp_path.name}-out"),
+        "--hidden",
+        str(hidden),
+    )
     assert inside.returncode == 2 and "inside --submissions" in inside.stderr

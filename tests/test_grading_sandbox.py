@@ -52,7 +52,7 @@ class Student:
         self.sandbox.close()
 
 
-BEHAVIOURS = '''
+BEHAVIOURS = """
 import os
 import numpy as np
 
@@ -99,7 +99,7 @@ def flood():
 
 def echo(value):
     return value
-'''
+"""
 
 
 def test_values_errors_and_endings_come_back_as_the_judge_needs_them(tmp_path):
@@ -120,10 +120,12 @@ def test_values_errors_and_endings_come_back_as_the_judge_needs_them(tmp_path):
             impl.unsendable()
         with pytest.raises(AttributeError, match="has no function missing"):
             impl.missing()
-        for call, error, message in [(impl.exit_now, WorkerFailure, "exit code 7"),
-                                     (impl.huge, WorkerFailure, "over the limit of 4 MiB"),
-                                     (impl.flood, WorkerFailure, "more than 1 MiB"),
-                                     (impl.loop, GradingTimeout, "time limit")]:
+        for call, error, message in [
+            (impl.exit_now, WorkerFailure, "exit code 7"),
+            (impl.huge, WorkerFailure, "over the limit of 4 MiB"),
+            (impl.flood, WorkerFailure, "more than 1 MiB"),
+            (impl.loop, GradingTimeout, "time limit"),
+        ]:
             start = time.monotonic()
             with pytest.raises(error, match=message):
                 call()
@@ -133,7 +135,7 @@ def test_values_errors_and_endings_come_back_as_the_judge_needs_them(tmp_path):
         assert s.session.starts == 5
 
 
-SPY = '''
+SPY = """
 import os
 import resource
 import socket
@@ -172,7 +174,7 @@ def look(port):
 def use_library():
     from steel_keras.rle import decode_rle
     return decode_rle("1 1")
-'''
+"""
 
 
 @pytest.mark.skipif(ISOLATION.level != "bwrap", reason="no bubblewrap sandbox on this machine")
@@ -180,8 +182,12 @@ def test_in_bwrap_the_student_sees_only_its_own_files_and_no_network(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("other students' work")
     server = socket.create_server(("127.0.0.1", 0))
-    targets = [str(secret), str(tmp_path), str(REPO / "steel_keras" / "grading"),
-               str(REPO / "tests" / "grading")]
+    targets = [
+        str(secret),
+        str(tmp_path),
+        str(REPO / "steel_keras" / "grading"),
+        str(REPO / "tests" / "grading"),
+    ]
     # The paths are in the code, not in the call: a file the test passes travels as a copy.
     with Student(tmp_path / "s", f"TARGETS = {targets!r}\n{SPY}") as s:
         seen = s.impl().look(server.getsockname()[1])
@@ -195,7 +201,7 @@ def test_in_bwrap_the_student_sees_only_its_own_files_and_no_network(tmp_path):
     assert not (tmp_path / "s" / "mine.txt").exists(), "its copy is private"
 
 
-MEMORY = '''
+MEMORY = """
 import subprocess
 import sys
 
@@ -204,7 +210,7 @@ def children_eat(count, mb):
     code = f"b = bytearray({mb} * 2**20); import time; time.sleep(3)"
     kids = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
     return [kid.wait() for kid in kids]
-'''
+"""
 
 
 @pytest.mark.skipif(ISOLATION.cgroup is None, reason="no writable cgroup on this machine")
@@ -219,14 +225,14 @@ def test_the_memory_limit_covers_child_processes(tmp_path):
     assert any(code < 0 for code in codes), f"600 MB in four children, all alive: {codes}"
 
 
-DAEMON = '''
+DAEMON = """
 import subprocess
 
 
 def leave_a_daemon(mark):
     subprocess.Popen(["sh", "-c", "while true; do sleep 1; done", mark], start_new_session=True)
     return "left"
-'''
+"""
 
 
 def test_no_process_outlives_the_students_sandbox(tmp_path):

@@ -39,14 +39,32 @@ def frame(header: dict, *buffers: bytes, sizes: list[int] | None = None) -> io.B
 
 
 def test_values_come_back_with_their_types():
-    frame_ = pd.DataFrame({"ImageId": ["a.jpg", "b.jpg"], "ClassId": [1, 4],
-                           "area": [0.5, 2.0]}, index=pd.RangeIndex(2))
+    frame_ = pd.DataFrame(
+        {"ImageId": ["a.jpg", "b.jpg"], "ClassId": [1, 4], "area": [0.5, 2.0]},
+        index=pd.RangeIndex(2),
+    )
     series = pd.Series([3, 1], index=[1, 4], name="images")
-    values = [None, True, 7, 2.5, "x", [1, (2, "y")], {50: 1.5, "k": [None]}, {1, 2},
-              b"\x00\x01", np.float64(0.25), np.int64(3), np.zeros((2, 3), np.uint8),
-              np.asfortranarray(np.arange(6.0).reshape(2, 3)),
-              np.array(["a", None], dtype=object), Path("/data/train.csv"), frame_, series,
-              pd.Index(["a", "b"], name="ImageId"), pd.Series(pd.array([1, None], "Int64"))]
+    values = [
+        None,
+        True,
+        7,
+        2.5,
+        "x",
+        [1, (2, "y")],
+        {50: 1.5, "k": [None]},
+        {1, 2},
+        b"\x00\x01",
+        np.float64(0.25),
+        np.int64(3),
+        np.zeros((2, 3), np.uint8),
+        np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        np.array(["a", None], dtype=object),
+        Path("/data/train.csv"),
+        frame_,
+        series,
+        pd.Index(["a", "b"], name="ImageId"),
+        pd.Series(pd.array([1, None], "Int64")),
+    ]
     for value in values:
         got = round_trip(value)
         assert type(got) is type(value), (value, got)
@@ -92,33 +110,34 @@ def test_what_cannot_travel_is_refused_by_name():
 def test_hostile_frames_are_refused_without_running_anything():
     # A pickle, dressed as a numpy array, would run code when loaded with allow_pickle=True.
     evil = io.BytesIO()
-    np.lib.format.write_array_header_1_0(evil, {"descr": "|O", "fortran_order": False,
-                                                "shape": (1,)})
+    np.lib.format.write_array_header_1_0(
+        evil, {"descr": "|O", "fortran_order": False, "shape": (1,)}
+    )
     evil = evil.getvalue() + pickle.dumps([1])
     with pytest.raises(WireError, match="Python objects"):
         wire.read_message(frame({"value": {"$": "ndarray", "buf": 0}}, evil), 2**20)
     with pytest.raises(WireError):
-        wire.read_message(frame({"value": {"$": "ndarray", "buf": 0}},
-                                pickle.dumps([1, 2])), 2**20)
+        wire.read_message(frame({"value": {"$": "ndarray", "buf": 0}}, pickle.dumps([1, 2])), 2**20)
     # A header that claims 10**12 elements is refused before anything that size is allocated.
     liar = io.BytesIO()
-    np.lib.format.write_array_header_1_0(liar, {"descr": "|u1", "fortran_order": False,
-                                                "shape": (10**12,)})
+    np.lib.format.write_array_header_1_0(
+        liar, {"descr": "|u1", "fortran_order": False, "shape": (10**12,)}
+    )
     with pytest.raises(WireError, match="came with 4 bytes"):
-        wire.read_message(frame({"value": {"$": "ndarray", "buf": 0}},
-                                liar.getvalue() + b"abcd"), 2**20)
+        wire.read_message(
+            frame({"value": {"$": "ndarray", "buf": 0}}, liar.getvalue() + b"abcd"), 2**20
+        )
     with pytest.raises(WireError, match="over the limit"):
         wire.read_message(frame({"value": "x" * 5000}), 1000)
     with pytest.raises(WireError, match="unknown tag"):
         wire.read_message(frame({"value": {"$": "pickle", "data": "..."}}), 2**20)
     with pytest.raises(WireError, match="past the end"):
-        wire.read_message(frame({"value": {"$": "bytes", "buf": 0}}, b"abc", sizes=[100]),
-                          2**20)
+        wire.read_message(frame({"value": {"$": "bytes", "buf": 0}}, b"abc", sizes=[100]), 2**20)
     with pytest.raises(WireError, match="cut short"):
         wire.read_message(io.BytesIO(frame({"value": 1}).getvalue()[:-3]), 2**20)
 
 
-STUDENT = '''
+STUDENT = """
 import numpy as np
 from steel_keras.rle import decode_rle as library_decode
 import steel_keras.constants as constants
@@ -148,15 +167,18 @@ def read_long_table(path):
 
 def defect_free_ids(long_table, all_ids):
     return sorted(set(all_ids) - set(long_table["ImageId"]))
-'''
+"""
 
 
 def test_library_imports_are_found_with_their_line():
-    uses = library_uses(STUDENT, ["decode_rle", "encode_rle", "mask_area_from_rle",
-                                  "read_long_table", "defect_free_ids"])
+    uses = library_uses(
+        STUDENT,
+        ["decode_rle", "encode_rle", "mask_area_from_rle", "read_long_table", "defect_free_ids"],
+    )
     assert sorted(uses) == ["decode_rle", "encode_rle", "mask_area_from_rle", "read_long_table"]
-    assert "`from steel_keras.rle import decode_rle as library_decode` (line 3)" in \
-        uses["decode_rle"]
+    assert (
+        "`from steel_keras.rle import decode_rle as library_decode` (line 3)" in uses["decode_rle"]
+    )
     assert "`import steel_keras.constants as constants` (line 4)" in uses["encode_rle"]
     assert "line 21" in uses["mask_area_from_rle"] and "line 25" in uses["read_long_table"]
     assert all("out of reach while grading" in m for m in uses.values())

@@ -32,8 +32,9 @@ def test_majority_accuracy_counts_the_larger_class(impl):
     assert impl.majority_accuracy(np.array([1, 1, 1, 0])) == pytest.approx(0.75)
     assert impl.majority_accuracy(np.array([1, 0, 1, 0])) == pytest.approx(0.5)
     assert impl.majority_accuracy(np.array([1, 1])) == pytest.approx(1.0)
-    assert impl.majority_accuracy(np.array([[True], [False], [False], [False]])) == \
-        pytest.approx(0.75)
+    assert impl.majority_accuracy(np.array([[True], [False], [False], [False]])) == pytest.approx(
+        0.75
+    )
     assert isinstance(impl.majority_accuracy(np.array([0, 1, 1])), float)
     with pytest.raises(ValueError):
         impl.majority_accuracy(np.array([]))
@@ -56,8 +57,13 @@ def test_classifier_head_layers_and_shape(impl):
 def test_classifier_head_is_a_pooled_sigmoid(impl):
     kernel = np.array([[1.0], [-2.0], [0.5], [0.0]], dtype=np.float32)
     x = np.random.default_rng(0).normal(size=(3, 2, 3, 4)).astype(np.float32)
-    model = impl.harness("keras_block", "classifier_head", [(2, 3, 4)], inputs=[x],
-                         set_weights={"has_defect": [kernel, np.array([0.25], np.float32)]})
+    model = impl.harness(
+        "keras_block",
+        "classifier_head",
+        [(2, 3, 4)],
+        inputs=[x],
+        set_weights={"has_defect": [kernel, np.array([0.25], np.float32)]},
+    )
     assert model["params"] == 4 + 1
     expected = 1 / (1 + np.exp(-(x.mean(axis=(1, 2)) @ kernel + 0.25)))
     np.testing.assert_allclose(model["outputs"], expected, rtol=1e-5)
@@ -69,15 +75,22 @@ def test_build_small_cnn_blocks(impl):
     assert model["input_shape"] == (None, 64, 128, 1) and model["output_shape"] == (None, 1)
     convs = [c["settings"] for c in layers_of(model, "Conv2D")]
     assert [c["filters"] for c in convs] == SMALL_CNN_FILTERS
-    assert all(c["strides"] == (2, 2) and c["kernel_size"] == (3, 3) and c["padding"] == "same"
-               and not c["use_bias"] for c in convs)
+    assert all(
+        c["strides"] == (2, 2)
+        and c["kernel_size"] == (3, 3)
+        and c["padding"] == "same"
+        and not c["use_bias"]
+        for c in convs
+    )
     norms = layers_of(model, "BatchNormalization")
-    assert len(norms) == 5 and all(n["settings"]["momentum"] == pytest.approx(0.9)
-                                   for n in norms)
+    assert len(norms) == 5 and all(n["settings"]["momentum"] == pytest.approx(0.9) for n in norms)
     standardize = layers_of(model, "LayerNormalization")
     assert len(standardize) == 1 and tuple(standardize[0]["settings"]["axis"]) == (1, 2, 3)
-    assert len(layers_of(model, "ReLU")) + sum(
-        layer["activation"] == "relu" for layer in layers_of(model, "Activation")) == 5
+    assert (
+        len(layers_of(model, "ReLU"))
+        + sum(layer["activation"] == "relu" for layer in layers_of(model, "Activation"))
+        == 5
+    )
     assert model["params"] == SMALL_CNN_WEIGHTS
 
 

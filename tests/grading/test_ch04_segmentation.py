@@ -33,19 +33,20 @@ def values(x):
 
 def decoder(impl, name: str, **kwargs) -> dict:
     """A decoder block on inputs of (4, 6, 32) and (8, 12, 16), 24 filters, as data."""
-    return impl.harness("keras_block", "decoder_block", [(4, 6, 32), (8, 12, 16)],
-                        args=(24, name), **kwargs)
+    return impl.harness(
+        "keras_block", "decoder_block", [(4, 6, 32), (8, 12, 16)], args=(24, name), **kwargs
+    )
 
 
 @pytest.mark.points(1)
 def test_soft_dice_loss_small_examples(impl):
     y = np.array([[[[1.0], [0.0]]]])
-    assert values(impl.soft_dice_loss(y, np.array([[[[0.5], [0.5]]]]))) == \
-        pytest.approx([1 / 3])
+    assert values(impl.soft_dice_loss(y, np.array([[[[0.5], [0.5]]]]))) == pytest.approx([1 / 3])
     assert values(impl.soft_dice_loss(y, y)) == pytest.approx([0.0])
     empty = np.zeros((1, 2, 2, 1))
-    assert values(impl.soft_dice_loss(empty, empty)) == pytest.approx([0.0]), \
+    assert values(impl.soft_dice_loss(empty, empty)) == pytest.approx([0.0]), (
         "an empty mask predicted empty is a perfect match"
+    )
 
 
 @pytest.mark.points(2)
@@ -53,8 +54,9 @@ def test_soft_dice_loss_per_image_and_channel(impl):
     loss = values(impl.soft_dice_loss(Y, P))
     assert loss.shape == (3,), "one value per image"
     np.testing.assert_allclose(loss, numpy_soft_dice(Y, P), rtol=1e-5)
-    np.testing.assert_allclose(values(impl.soft_dice_loss(Y, P, smooth=0.1)),
-                               numpy_soft_dice(Y, P, smooth=0.1), rtol=1e-5)
+    np.testing.assert_allclose(
+        values(impl.soft_dice_loss(Y, P, smooth=0.1)), numpy_soft_dice(Y, P, smooth=0.1), rtol=1e-5
+    )
     tensors = impl.harness("call_on_tensors", "soft_dice_loss", Y, P)
     np.testing.assert_allclose(values(tensors), numpy_soft_dice(Y, P), rtol=1e-5)
 
@@ -63,18 +65,28 @@ def test_soft_dice_loss_per_image_and_channel(impl):
 def test_bce_dice_loss_small_example(impl):
     y = np.array([[[[1.0], [0.0]]]])
     p = np.array([[[[0.5], [0.5]]]])
-    assert values(impl.bce_dice_loss(y, p)) == pytest.approx([0.75 * np.log(2) + 0.25 / 3],
-                                                             rel=1e-5)
+    assert values(impl.bce_dice_loss(y, p)) == pytest.approx(
+        [0.75 * np.log(2) + 0.25 / 3], rel=1e-5
+    )
 
 
 @pytest.mark.points(2)
 def test_bce_dice_loss_weights_and_clipping(impl):
-    np.testing.assert_allclose(values(impl.bce_dice_loss(Y, P)),
-                               0.75 * numpy_bce(Y, P) + 0.25 * numpy_soft_dice(Y, P), rtol=1e-5)
-    np.testing.assert_allclose(values(impl.bce_dice_loss(Y, P, bce_weight=1.0, dice_weight=0.0)),
-                               numpy_bce(Y, P), rtol=1e-5)
-    np.testing.assert_allclose(values(impl.bce_dice_loss(Y, P, bce_weight=0.0, dice_weight=1.0)),
-                               numpy_soft_dice(Y, P), rtol=1e-5)
+    np.testing.assert_allclose(
+        values(impl.bce_dice_loss(Y, P)),
+        0.75 * numpy_bce(Y, P) + 0.25 * numpy_soft_dice(Y, P),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        values(impl.bce_dice_loss(Y, P, bce_weight=1.0, dice_weight=0.0)),
+        numpy_bce(Y, P),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        values(impl.bce_dice_loss(Y, P, bce_weight=0.0, dice_weight=1.0)),
+        numpy_soft_dice(Y, P),
+        rtol=1e-5,
+    )
     hard = values(impl.bce_dice_loss(Y, 1.0 - Y))  # certain and wrong everywhere: still finite
     assert np.all(np.isfinite(hard)) and hard.shape == (3,)
 
@@ -84,9 +96,16 @@ def test_decoder_block_shapes_and_names(impl):
     model = decoder(impl, "decoder1")
     assert model["output_shape"] == (None, 8, 12, 24)
     names = [layer["name"] for layer in model["layers"] if "InputLayer" not in layer["classes"]]
-    assert names == ["decoder1_upsample", "decoder1_concat",
-                     "decoder1a_conv", "decoder1a_bn", "decoder1a_relu",
-                     "decoder1b_conv", "decoder1b_bn", "decoder1b_relu"]
+    assert names == [
+        "decoder1_upsample",
+        "decoder1_concat",
+        "decoder1a_conv",
+        "decoder1a_bn",
+        "decoder1a_relu",
+        "decoder1b_conv",
+        "decoder1b_bn",
+        "decoder1b_relu",
+    ]
 
 
 @pytest.mark.points(1)
@@ -125,7 +144,12 @@ def test_dice_per_class_on_defects_absent_classes(impl):
     assert result.shape == (4,) and np.isnan(result[1])
     for c in (0, 2, 3):
         images = [n for n in range(4) if truth[n, ..., c].any()]
-        expected = np.mean([2 * ((prob[n, ..., c] > 0.5) & (truth[n, ..., c] > 0)).sum()
-                            / ((prob[n, ..., c] > 0.5).sum() + truth[n, ..., c].sum())
-                            for n in images])
+        expected = np.mean(
+            [
+                2
+                * ((prob[n, ..., c] > 0.5) & (truth[n, ..., c] > 0)).sum()
+                / ((prob[n, ..., c] > 0.5).sum() + truth[n, ..., c].sum())
+                for n in images
+            ]
+        )
         assert result[c] == pytest.approx(expected)

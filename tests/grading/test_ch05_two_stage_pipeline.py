@@ -55,17 +55,15 @@ def test_competition_score_random_masks(impl):
     truth[1] = 0
     pred[2, ..., 1] = 0
     truth[2, ..., 1] = 0
-    expected = np.mean([loop_dice(pred[n, ..., c], truth[n, ..., c])
-                        for n in range(3) for c in range(4)])
+    expected = np.mean(
+        [loop_dice(pred[n, ..., c], truth[n, ..., c]) for n in range(3) for c in range(4)]
+    )
     assert impl.competition_score(pred, truth) == pytest.approx(expected)
 
 
 @pytest.mark.points(1)
 def test_remove_small_components_8_connected(impl):
-    mask = np.array([[1, 1, 0, 0, 0],
-                     [1, 0, 0, 1, 0],
-                     [0, 0, 1, 0, 0],
-                     [0, 0, 0, 0, 1]])
+    mask = np.array([[1, 1, 0, 0, 0], [1, 0, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 1]])
     kept = np.asarray(impl.remove_small_components(mask, 2)).astype(bool)
     # the diagonal chain (1,3)-(2,2) is one component of 2 pixels; (3,4) touches nothing
     expected = mask.astype(bool)
@@ -77,8 +75,9 @@ def test_remove_small_components_8_connected(impl):
 @pytest.mark.points(1)
 def test_remove_small_components_edge_cases(impl):
     mask = (RNG.random((20, 30)) > 0.7).astype(np.uint8)
-    np.testing.assert_array_equal(np.asarray(impl.remove_small_components(mask, 1)).astype(bool),
-                                  mask.astype(bool))
+    np.testing.assert_array_equal(
+        np.asarray(impl.remove_small_components(mask, 1)).astype(bool), mask.astype(bool)
+    )
     empty = np.zeros((4, 5), np.uint8)
     assert not np.asarray(impl.remove_small_components(empty, 10)).any()
     assert not np.asarray(impl.remove_small_components(mask, 10**6)).any()
@@ -95,8 +94,12 @@ def test_apply_min_area_drops_small_masks_whole(impl):
     assert out.dtype == np.uint8 and out.shape == masks.shape
     assert out.sum(axis=(0, 1)).tolist() == [0, 20, 0, 0]
     np.testing.assert_array_equal(masks, before)  # the input must not change
-    assert np.asarray(impl.apply_min_area(masks, [2, 0, 0, 4])).sum(axis=(0, 1)).tolist() == \
-        [2, 20, 0, 4]
+    assert np.asarray(impl.apply_min_area(masks, [2, 0, 0, 4])).sum(axis=(0, 1)).tolist() == [
+        2,
+        20,
+        0,
+        4,
+    ]
 
 
 @pytest.mark.points(1)
@@ -127,5 +130,6 @@ def test_hflip_tta_flips_back_and_averages(impl):
     expected = (predict(batch) + np.flip(predict(np.flip(batch, axis=2)), axis=2)) / 2
     np.testing.assert_allclose(out, expected)
     calls = trace["received"]
-    assert len(calls) == 2 and np.allclose(calls[1], batch[:, :, ::-1]), \
+    assert len(calls) == 2 and np.allclose(calls[1], batch[:, :, ::-1]), (
         "predict once as is and once flipped left-right (axis 2)"
+    )
