@@ -267,7 +267,10 @@ class UidLease:
     """An unprivileged uid held by this process alone (a lock file per uid), until released."""
 
     def __init__(self) -> None:
-        folder = Path(tempfile.gettempdir()) / f"steel-keras-uids-{os.geteuid()}"
+        # One folder for every grader on the machine (not $TMPDIR, which may differ), so that two
+        # graders never take the same uid.
+        base = Path("/run") if os.access("/run", os.W_OK) else Path("/tmp")
+        folder = base / f"steel-keras-uids-{os.geteuid()}"
         folder.mkdir(mode=0o700, exist_ok=True)
         info = folder.lstat()
         if info.st_uid != os.geteuid() or folder.is_symlink() or info.st_mode & 0o022:
@@ -542,14 +545,14 @@ def _bwrap_mounts(lib: Path, home: Path, limits: Limits) -> list[str]:
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
     args += ["--ro-bind", "/usr", "/usr"]
-    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime"):
+    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "fonts"):
         if Path("/etc", name).exists():
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     made = {"/", "/usr", "/etc"}
     for folder in _python_folders():
         args += _parents_of(folder, made) + ["--ro-bind", folder, folder]
     package = str(Path(steel_keras.__file__).resolve().parent)
-    if any(package.startswith(f + os.sep) for f in _python_folders()):
+    if any(package.startswith(f + os.sep) for f in ["/usr", *_python_folders()]):
         args += ["--tmpfs", package, "--remount-ro", package]  # the library stays out of reach
     tmp = str(limits.output_mb * 2**20 * 4 or TMPFS_MB * 2**20)
     args += [
