@@ -221,7 +221,7 @@ def test_thirty_mixed_submissions_on_two_workers(tmp_path, public_tests):
     graded = grade_submissions(
         student_folders(tmp_path / "submissions"),
         public_tests,
-        Limits(timeout=120, test_timeout=5, memory_mb=1024, output_mb=4),
+        Limits(timeout=120, test_timeout=5, memory_mb=2048, output_mb=4),
         jobs=2,
         progress=False,
     )

@@ -237,10 +237,7 @@ def hostile_class(tmp_path: Path, port: int, mark: str):
         "leo": "eats_memory",
         "mia": "prints_forever",
         "grades.csv": "correct",
-        "grace": "correct",
         "heidi": "correct",
-        "ivan": "correct",
-        "nina": "correct",
     }
     for student, kind in kinds.items():
         write_submission(subs / student, kind)
@@ -263,28 +260,24 @@ def hostile_class(tmp_path: Path, port: int, mark: str):
         hidden / "test_ch01_hidden.py",
         out / "grades.csv",
     ]
-    add_code(subs / "heidi", ch01, spy_code(targets, writes, port))
-    kinds["heidi"] = "spy"
-    add_code(
-        subs / "ivan",
-        ch01,
-        saboteur_code(
-            victim,
-            [public / "test_ch01_data_and_rle.py", hidden / "test_ch01_hidden.py"],
-            out / "grades.csv",
-        ),
+    # heidi spies (encode_rle), smuggles hidden arguments (defect_free_ids) and sabotages (at
+    # import); the student named like the grade sheet leaves a daemon that rewrites it.
+    sabotage = saboteur_code(
+        victim,
+        [public / "test_ch01_data_and_rle.py", hidden / "test_ch01_hidden.py"],
+        out / "grades.csv",
     )
-    add_code(subs / "grace", ch02, daemon_code(out / "grades.csv", mark))
-    add_code(subs / "nina", ch01, LEAKER)
-    kinds["nina"] = "leaker"
+    add_code(subs / "heidi", ch01, spy_code(targets, writes, port) + LEAKER + sabotage)
+    kinds["heidi"] = "spy"
+    add_code(subs / "grades.csv", ch02, daemon_code(out / "grades.csv", mark))
     return subs, public, hidden, out, kinds
 
 
 def expected(kind: str, tests) -> float:
     if kind == "stubs":
         return 0.0
-    broken = {"spy": "test_encode_rle", "leaker": "test_defect_free_ids"}.get(kind)
-    if broken:
+    if kind == "spy":
+        broken = ("test_encode_rle", "test_defect_free_ids")
         return sum(
             t.points
             for t in tests
