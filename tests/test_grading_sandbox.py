@@ -8,7 +8,9 @@ allows, calls its functions and checks what comes back: values, errors, crashes,
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import time
 import uuid
 from dataclasses import asdict
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from steel_keras.errors import SteelKerasError
 from steel_keras.grading.plugin import exercise_file
 from steel_keras.grading.remote import (
     GradingTimeout,
@@ -34,11 +37,11 @@ ISOLATION = probe()
 class Student:
     """A worker over one exercise file (as ``ch01_data_and_rle.py``) written from ``code``."""
 
-    def __init__(self, folder: Path, code: str, **limits) -> None:
+    def __init__(self, folder: Path, code: str, isolation=None, **limits) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "ch01_data_and_rle.py").write_text(code)
         self.limits = Limits(test_timeout=limits.pop("test_timeout", 5), **limits)
-        self.sandbox = Sandbox(ISOLATION, folder, self.limits)
+        self.sandbox = Sandbox(isolation or ISOLATION, folder, self.limits)
         self.session = RemoteSession({**self.sandbox.spec(), "limits": asdict(self.limits)})
 
     def __enter__(self):
@@ -243,6 +246,47 @@ def test_no_process_outlives_the_students_sandbox(tmp_path):
         assert s.impl().leave_a_daemon(mark) == "left"
         assert _running(mark)
     assert not _running(mark)
+
+
+def _uid_level():
+    try:
+        return probe("uid")
+    except SteelKerasError:
+        return None
+
+
+UID_LEVEL = _uid_level() if os.geteuid() == 0 else None
+
+
+@pytest.mark.skipif(
+    UID_LEVEL is None or UID_LEVEL.level != "uid", reason="the uid level needs root and setpriv"
+)
+def test_at_the_uid_level_a_student_cannot_touch_your_files_or_outlive_its_run(tmp_path):
+    # pytest's own tmp_path is private to root: this folder is traversable by anyone.
+    shared = Path(tempfile.mkdtemp(prefix="steel-keras-test-"))
+    try:
+        os.chmod(shared, 0o755)
+        mine = shared / "grader-file.txt"
+        mine.write_text("the grader's")
+        os.chmod(mine, 0o644)
+        (shared / "private").mkdir(mode=0o700)
+        key = shared / "private" / "key.txt"
+        key.write_text("answers")
+        mark = f"steel-keras-test-{uuid.uuid4().hex[:8]}"
+        code = f"TARGETS = {[str(mine), str(key)]!r}\n{SPY}\n{DAEMON}"
+        server = socket.create_server(("127.0.0.1", 0))
+        with Student(tmp_path / "s", code, isolation=UID_LEVEL) as s:
+            impl = s.impl()
+            seen = impl.look(server.getsockname()[1])
+            assert impl.leave_a_daemon(mark) == "left" and _running(mark)
+        server.close()
+        assert not _running(mark), "the daemon outlived the student's run"
+        assert seen["uid"] != 0 and seen["raise limit"] == "refused"
+        assert seen[str(mine)] == "read", "world-readable files stay readable at this level"
+        assert seen[str(key)] == "PermissionError" and seen["/usr/escaped"] != "wrote"
+        assert mine.read_text() == "the grader's"
+    finally:
+        shutil.rmtree(shared)
 
 
 def _running(text: str) -> bool:

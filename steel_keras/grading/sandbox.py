@@ -358,10 +358,14 @@ class Sandbox:
             self.lib = self._copy_worker_files(self.base / "lib")
             self.home = self.base / "home"
             copy_submission(exercises, self.home)
+            # $TMPDIR and $HOME outside bwrap: deleted with the sandbox, never shared.
+            self.tmp = self.base / "tmp"
+            self.tmp.mkdir(mode=0o700)
             if isolation.dedicated_uid:
                 self.lease = UidLease()
                 if isolation.method == "uid":
                     _chown_tree(self.home, self.lease.uid)
+                    _chown_tree(self.tmp, self.lease.uid)
             if use_cgroup and isolation.cgroup:
                 self.cgroup = cgroups.create(limits.memory_mb * 2**20, limits.processes)
         except BaseException:
@@ -397,7 +401,7 @@ class Sandbox:
             "worker": f"{INSIDE_LIB}/worker.py" if inside else str(self.lib / "worker.py"),
             "config": config,
             "cwd": str(self.home),
-            "env": worker_environment(inside),
+            "env": worker_environment(None if inside else self.tmp),
             "cgroup_procs": list(self.cgroup.procs_files) if self.cgroup else [],
             "uid": self.lease.uid if self.lease else None,
         }
@@ -498,8 +502,9 @@ def _chown_tree(folder: Path, uid: int) -> None:
     os.chmod(folder, 0o700)
 
 
-def worker_environment(inside: bool) -> dict[str, str]:
-    """The worker's whole environment: nothing of the grader's but a few settings."""
+def worker_environment(scratch: Path | None) -> dict[str, str]:
+    """The worker's whole environment: nothing of the grader's but a few settings
+    (``scratch``: its temporary and home folder outside bwrap; inside, its private /tmp)."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -518,11 +523,8 @@ def worker_environment(inside: bool) -> dict[str, str]:
     }
     if "KERAS_BACKEND" in os.environ:
         env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
-    if inside:
-        env.update(HOME="/tmp", TMPDIR="/tmp", MPLCONFIGDIR="/tmp")
-    else:
-        scratch = tempfile.gettempdir()
-        env.update(HOME=scratch, TMPDIR=scratch, MPLCONFIGDIR=scratch)
+    folder = "/tmp" if scratch is None else str(scratch)
+    env.update(HOME=folder, TMPDIR=folder, MPLCONFIGDIR=folder)
     return env
 
 

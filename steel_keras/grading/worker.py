@@ -30,11 +30,11 @@ import os
 import resource
 import shutil
 import sys
+import tempfile
 import traceback
 
 MB = 2**20
 LIBRARY = "steel_keras"
-FILES_DIR = "/tmp/steel-keras-files"
 
 
 class LibraryOutOfReach(BaseException):  # noqa: N818 - read as a sentence in messages
@@ -248,28 +248,38 @@ def serve(config: dict, requests, replies) -> None:
     wire = _load_file("grader_wire", os.path.join(here, "wire.py"))
     harness = _load_file("grader_harness", os.path.join(here, "harness.py"))
     worker = Worker(config, wire, harness)
+    # Files a test passes arrive here: a folder of this worker's own, never a shared one.
+    files = tempfile.mkdtemp(prefix="steel-keras-files-")
     wire.write_message(replies, {"ready": True, "pid": os.getpid()})
-    os.makedirs(FILES_DIR, exist_ok=True)
-    while (request := wire.read_message(requests, 2**40, files_dir=FILES_DIR)) is not None:
+    while True:
+        try:
+            request = wire.read_message(requests, 2**40, files_dir=files)
+        except (wire.WireError, OSError) as exc:
+            wire.write_message(replies, _failure(f"the call could not be received: {exc}"))
+            continue
+        if request is None:
+            return
         try:
             reply = worker.handle(request)
             wire.write_message(replies, reply)
         except wire.WireError as exc:
-            wire.write_message(
-                replies,
-                {
-                    "ok": False,
-                    "error": {
-                        "type": "UnsendableValue",
-                        "bases": [],
-                        "message": str(exc),
-                        "where": None,
-                        "library": False,
-                    },
-                },
-            )
+            wire.write_message(replies, _failure(str(exc)))
         except BaseException as exc:  # noqa: BLE001 - keep serving; the judge decides
             wire.write_message(replies, {"ok": False, "error": worker.describe(exc)})
+
+
+def _failure(message: str) -> dict:
+    """A reply that fails the call as the grader's error, not as one of the student's."""
+    return {
+        "ok": False,
+        "error": {
+            "type": "UnsendableValue",
+            "bases": [],
+            "message": message,
+            "where": None,
+            "library": False,
+        },
+    }
 
 
 def copy_tree(source: str, target: str) -> None:
