@@ -152,8 +152,8 @@ def window(rng: np.random.Generator, name: str, h: int = H, w: int = W) -> np.nd
 
 def _along(rng: np.random.Generator) -> np.ndarray:
     """Brightness down the frame: mostly rising towards the bottom, by +-28 % around the mean."""
-    y = np.linspace(0.0, 1.0, H, dtype=np.float32) ** rng.uniform(0.9, 1.8)
-    slope = rng.lognormal(math.log(0.28), 0.4)
+    y = np.linspace(0.0, 1.0, H, dtype=np.float32) ** rng.uniform(1.0, 2.2)
+    slope = rng.lognormal(math.log(0.25), 0.4)
     if rng.random() < 0.15:  # flat, or darker towards the bottom
         slope *= rng.uniform(-0.8, 0.3)
     return 1.0 + 2.0 * slope * (y - y.mean())
@@ -163,7 +163,7 @@ def _across(rng: np.random.Generator) -> np.ndarray:
     """Brightness across the frame: a broad lit band, darker towards the edges, slow waves."""
     x = np.linspace(0.0, 1.0, W, dtype=np.float32)
     hump = np.exp(-0.5 * ((x - rng.uniform(0.25, 0.75)) / rng.uniform(0.18, 0.45)) ** 2)
-    across = 1.0 + rng.uniform(0.3, 1.1) * (hump - hump.mean())
+    across = 1.0 + rng.uniform(0.25, 0.95) * (hump - hump.mean())
     for _ in range(2):
         across += rng.uniform(0, 0.06) * np.cos(
             2 * np.pi * rng.uniform(0.5, 3) * x + rng.uniform(0, 6.3)
@@ -206,17 +206,24 @@ def _rolling_streaks(rng: np.random.Generator, amp: float) -> np.ndarray:
     """Vertical streaks of 1-20 px whose strength fades in and out down the frame."""
     fine = smooth_1d(rng.standard_normal(W, dtype=np.float32), 2)
     wide = smooth_1d(rng.standard_normal(W, dtype=np.float32), 15) * 2.5
-    return ((fine + wide) * amp)[None, :] * window(rng, "fade")
+    bands = smooth_1d(rng.standard_normal(W, dtype=np.float32), 45) * 4.0
+    return ((fine + wide + bands) * amp)[None, :] * window(rng, "fade")
 
 
 def _thin_lines(rng: np.random.Generator, reflect: np.ndarray, noise: float) -> None:
-    """Thin vertical lines that are NOT defects, mostly dark, so a line alone is no scratch."""
+    """Thin vertical lines that are NOT defects, mostly dark, so a line alone is no scratch.
+
+    One in five is a deep groove, as dark as many real scratches: real clean steel has them.
+    """
     for _ in range(rng.poisson(3.0)):
         col = int(rng.integers(0, W - 3))
         width = int(rng.integers(1, 4))
         top, bottom = sorted(rng.integers(0, H, 2)) if rng.random() < 0.5 else (0, None)
-        sign = -1.0 if rng.random() < 0.75 else 1.0
-        reflect[top:bottom, col : col + width] += sign * rng.uniform(0.5, 5.0) * noise
+        if rng.random() < 0.2:
+            depth = -rng.uniform(0.3, 0.6)
+        else:
+            depth = (-1.0 if rng.random() < 0.75 else 1.0) * rng.uniform(0.5, 5.0) * noise
+        reflect[top:bottom, col : col + width] += depth
 
 
 def _drip_stains(rng: np.random.Generator, reflect: np.ndarray) -> None:
@@ -237,22 +244,23 @@ def _rolling_marks(rng: np.random.Generator, reflect: np.ndarray) -> None:
 
 def _reflectance(rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Plain steel's reflectance around 1 and the std of its fine texture."""
-    grain, fine = rng.uniform(0.03, 0.06), rng.uniform(0.02, 0.05)
+    grain, fine = rng.uniform(0.025, 0.05), rng.uniform(0.02, 0.05)
     streaky, mottle = rng.uniform(0.015, 0.045), rng.uniform(0.01, 0.04)
     reflect = 1.0 + _rolling_streaks(rng, rng.uniform(0.01, 0.035))
     # Scale and pits: each image has its own amount, in patches, as in the real images.
     scale = np.clip(1.5 * (window(rng, "patchy") - rng.uniform(-0.5, 0.5)), -1.0, 1.0)
-    where = np.clip((window(rng, "fade") - rng.uniform(0.4, 0.9)) * 3.0, 0.0, 1.0)
-    reflect += rng.uniform(0.0, 0.08) * scale * where
-    threshold = rng.uniform(0.5, 0.95)
-    reflect -= rng.uniform(0.2, 0.7) * np.maximum(window(rng, "dashes") - threshold, 0.0)
+    where = np.clip((window(rng, "fade") - rng.uniform(0.2, 0.8)) * 3.0, 0.0, 1.0)
+    reflect += rng.uniform(0.03, 0.14) * scale * where
+    threshold = rng.uniform(0.5, 0.97)  # how many pits and dashes
+    pits = np.maximum(window(rng, "dashes") - threshold, 0.0) / (1.0 - threshold)
+    reflect -= rng.uniform(0.15, 0.5) * pits
     reflect += streaky * window(rng, "streaky")
     reflect += mottle * window(rng, "mottle")
     reflect += fine * window(rng, "fine")
     reflect += grain * window(rng, "grain")
     threshold = rng.uniform(0.4, 0.97)  # how many glints: from 1.8 % of pixels to 0.1 %
     glints = np.maximum(window(rng, "specks") - threshold, 0.0) / (1.0 - threshold)
-    reflect += rng.uniform(0.4, 1.5) * glints
+    reflect += rng.uniform(0.4, 1.6) * glints
     noise = math.sqrt(grain**2 + fine**2 + streaky**2 + mottle**2)
     return reflect, noise
 
