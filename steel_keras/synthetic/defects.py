@@ -205,16 +205,17 @@ def _flakes(rng: np.random.Generator, region: np.ndarray, amp: float) -> np.ndar
     field = upsample(rng, (max(2, h // 25), max(2, w // 25)), (h, w))
     field += 0.5 * upsample(rng, (max(2, h // 8), max(2, w // 8)), (h, w))
     # Ragged edges from the noise, but never outside the annotated region.
-    patch = np.clip((region - 0.45 + 0.6 * field) * 2.5, 0.0, 1.0) * np.minimum(region * 4, 1)
+    patch = np.clip((region - 0.5 + 0.9 * field) * 2.5, 0.0, 1.0) * np.minimum(region * 4, 1)
     # Crumpled metal: lumps, and ridges drawn out across the frame as the sheet was rolled.
     rough = upsample(rng, (max(2, h // 12), max(2, w // 10)), (h, w))
     rough += 0.7 * upsample(rng, (max(2, h // 3), max(2, w // 9)), (h, w))
     rough += 0.2 * window(rng, "grain", h, w)
     height = patch * (1.0 + 0.5 * rough)
-    sign = -1.0 if rng.random() < 0.8 else 0.6
+    sign = -1.0 if rng.random() < 0.85 else 0.5
+    # Large patches need less contrast than thin marks to stand out, and none beyond black.
+    amp = min(0.5 * amp, 0.75)
     look = amp * (sign * patch * (0.8 + 0.25 * rough) + _lit_from_above(height, 3.0))
-    # Bright flakes are bare metal shining: they may come near white but keep their grain.
-    return np.clip(look, -0.9, 0.6)
+    return np.clip(look, -0.85, 0.5)
 
 
 LOOKS = {1: _pits, 2: _marks, 3: _scratches, 4: _flakes}

@@ -249,8 +249,8 @@ def _reflectance(rng: np.random.Generator) -> tuple[np.ndarray, float]:
     reflect = 1.0 + _rolling_streaks(rng, rng.uniform(0.01, 0.035))
     # Scale and pits: each image has its own amount, in patches, as in the real images.
     scale = np.clip(1.5 * (window(rng, "patchy") - rng.uniform(-0.5, 0.5)), -1.0, 1.0)
-    where = np.clip((window(rng, "fade") - rng.uniform(0.2, 0.8)) * 3.0, 0.0, 1.0)
-    reflect += rng.uniform(0.03, 0.14) * scale * where
+    where = np.clip((window(rng, "fade") - rng.uniform(0.5, 1.0)) * 3.0, 0.0, 1.0)
+    reflect += rng.uniform(0.03, 0.12) * scale * where
     threshold = rng.uniform(0.5, 0.97)  # how many pits and dashes
     pits = np.maximum(window(rng, "dashes") - threshold, 0.0) / (1.0 - threshold)
     reflect -= rng.uniform(0.15, 0.5) * pits
