@@ -140,7 +140,7 @@ def _pits(rng: np.random.Generator, region: np.ndarray, amp: float) -> np.ndarra
     sign = np.where(rng.random(ys.size) < 0.85, 1.0, -1.0) * rng.choice([-1.0, 1.0])
     out = np.zeros((h, w), dtype=np.float32)
     np.add.at(out, (ys, xs), sign * rng.uniform(0.5, 1.5, ys.size))
-    sigma = (rng.uniform(0.8, 2.0) * rng.uniform(1.0, 1.8), rng.uniform(0.8, 2.0))
+    sigma = (rng.uniform(1.0, 2.4) * rng.uniform(1.0, 1.8), rng.uniform(1.0, 2.4))
     # A blurred impulse peaks at 1 / (2 pi sy sx): scale back so a pit's peak is about ``amp``.
     pits = 2 * np.pi * sigma[0] * sigma[1] * gaussian_filter(out, sigma, truncate=3.0)
     return amp * (pits + _lit_from_above(pits, 1.5 * sigma[0]))
@@ -164,7 +164,7 @@ def _long_scratches(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A few long, thin, sharp lines running down the frame, each over most of the height."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     out = np.zeros((h, w), dtype=np.float32)
-    for _ in range(int(rng.integers(1, 3 + w // 40))):
+    for _ in range(int(rng.integers(2, 4 + w // 12))):
         start = rng.uniform(-0.2, 0.4) * h
         stop = start + rng.uniform(0.6, 1.2) * h
         along = np.clip(np.minimum(yy - start, stop - yy) / 12.0, 0.0, 1.0)
@@ -181,14 +181,14 @@ def _streak_band(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     weights = rng.uniform(0.3, 1.0, n) * np.where(rng.random(n) < 0.8, 1, -1)
     cols = np.arange(w, dtype=np.float32)
     profile = (weights[:, None] * np.exp(-(((cols - xs[:, None]) / widths[:, None]) ** 2))).sum(0)
-    fade = np.clip(0.4 + 0.8 * upsample(rng, (max(2, h // 14), max(2, w // 3)), (h, w)), 0, 1)
+    fade = np.clip(0.5 + 0.8 * upsample(rng, (max(2, h // 40), max(2, w // 3)), (h, w)), 0, 1)
     return profile[None, :].astype(np.float32) * fade
 
 
 def _scratches(rng: np.random.Generator, region: np.ndarray, amp: float) -> np.ndarray:
     """Class 3: long scratches or a streaky band, dark or bright, maybe a slanting scratch."""
     h, w = region.shape
-    look = _long_scratches if rng.random() < 0.55 else _streak_band
+    look = _long_scratches if rng.random() < 0.45 else _streak_band
     out = look(rng, h, w) * (-1.0 if rng.random() < 0.65 else 1.0)
     if rng.random() < 0.35:  # a slanting scratch: a bright core in a darker groove
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -213,9 +213,9 @@ def _flakes(rng: np.random.Generator, region: np.ndarray, amp: float) -> np.ndar
     height = patch * (1.0 + 0.5 * rough)
     sign = -1.0 if rng.random() < 0.85 else 0.5
     # Large patches need less contrast than thin marks to stand out, and none beyond black.
-    amp = min(0.5 * amp, 0.75)
+    amp = min(0.8 * amp, 0.9)
     look = amp * (sign * patch * (0.8 + 0.25 * rough) + _lit_from_above(height, 3.0))
-    return np.clip(look, -0.85, 0.5)
+    return np.clip(look, -0.9, 0.6)
 
 
 LOOKS = {1: _pits, 2: _marks, 3: _scratches, 4: _flakes}

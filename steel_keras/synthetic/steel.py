@@ -213,13 +213,13 @@ def _rolling_streaks(rng: np.random.Generator, amp: float) -> np.ndarray:
 def _thin_lines(rng: np.random.Generator, reflect: np.ndarray, noise: float) -> None:
     """Thin vertical lines that are NOT defects, mostly dark, so a line alone is no scratch.
 
-    One in five is a deep groove, as dark as many real scratches: real clean steel has them.
+    One in ten is a deep groove, as dark as many real scratches: real clean steel has them.
     """
     for _ in range(rng.poisson(3.0)):
         col = int(rng.integers(0, W - 3))
         width = int(rng.integers(1, 4))
         top, bottom = sorted(rng.integers(0, H, 2)) if rng.random() < 0.5 else (0, None)
-        if rng.random() < 0.2:
+        if rng.random() < 0.1:
             depth = -rng.uniform(0.3, 0.6)
         else:
             depth = (-1.0 if rng.random() < 0.75 else 1.0) * rng.uniform(0.5, 5.0) * noise
@@ -251,7 +251,7 @@ def _reflectance(rng: np.random.Generator) -> tuple[np.ndarray, float]:
     scale = np.clip(1.5 * (window(rng, "patchy") - rng.uniform(-0.5, 0.5)), -1.0, 1.0)
     where = np.clip((window(rng, "fade") - rng.uniform(0.5, 1.0)) * 3.0, 0.0, 1.0)
     reflect += rng.uniform(0.03, 0.12) * scale * where
-    threshold = rng.uniform(0.5, 0.97)  # how many pits and dashes
+    threshold = rng.uniform(0.6, 0.97)  # how many pits and dashes
     pits = np.maximum(window(rng, "dashes") - threshold, 0.0) / (1.0 - threshold)
     reflect -= rng.uniform(0.15, 0.5) * pits
     reflect += streaky * window(rng, "streaky")
