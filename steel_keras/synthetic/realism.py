@@ -259,7 +259,8 @@ def _spread(files: Sequence[Path], n: int) -> list[Path]:
 
 
 def write_side_by_side(
-    real: str | Path, synthetic: str | Path, out: str | Path, *, rows: int = 4, width: int = 800
+    real: str | Path, synthetic: str | Path, out: str | Path, *, rows: int = 4, width: int = 800,
+    titles: tuple[str, str] = ("real", "synthetic"),
 ) -> Path:
     """A PNG of real images (left) beside synthetic ones (right), ``rows`` of each.
 
@@ -271,6 +272,7 @@ def write_side_by_side(
         out: the PNG to write (atomically).
         rows: int. Image pairs to show.
         width: int. Width of each image in the PNG.
+        titles: the two columns' headings.
 
     Returns:
         The PNG's path.
@@ -281,7 +283,7 @@ def write_side_by_side(
     height, gap, header = round(width * 256 / 1600), 8, 22
     sheet = Image.new("L", (2 * width + gap, header + len(pairs) * (height + gap)), 255)
     draw = ImageDraw.Draw(sheet)
-    for column, title in enumerate(("real", "synthetic")):
+    for column, title in enumerate(titles):
         draw.text((column * (width + gap) + 4, 4), title, fill=0)
     for row, pair in enumerate(pairs):
         for column, path in enumerate(pair):
