@@ -515,3 +515,17 @@ def test_a_missing_optional_extra_names_the_extra(args, hidden, tmp_path):
     )
     result = steel_keras(*args, pythonpath=(tmp_path,))
     assert_one_error(result, "course", hidden, 'pip install "steel-keras[course]"', alone=True)
+
+
+def test_comparing_with_a_real_folder_checks_each_header_before_decoding(tmp_path):
+    from steel_keras.synthetic.realism import folder_statistics, write_side_by_side
+
+    real = tmp_path / "real"
+    real.mkdir()
+    bomb = real / "huge.png"
+    bomb.write_bytes(png_header(30000, 30000))
+    with pytest.raises(DataError, match="huge.png"):
+        folder_statistics([bomb])
+    with pytest.raises(DataError, match="huge.png"):
+        write_side_by_side(real, real, tmp_path / "side.png", rows=1)
+    assert not (tmp_path / "side.png").exists()
