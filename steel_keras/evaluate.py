@@ -29,7 +29,14 @@ from steel_keras.data.dataset import SteelDataset, open_dataset
 from steel_keras.errors import DataError
 from steel_keras.paths import atomic_write_text
 from steel_keras.pipeline import Probabilities, Thresholds, TwoStagePredictor, search_thresholds
-from steel_keras.rundir import PIPELINE_FILE, read_config, read_json, read_pipeline, write_json
+from steel_keras.rundir import (
+    PIPELINE_FILE,
+    check_run_output,
+    read_config,
+    read_json,
+    read_pipeline,
+    write_json,
+)
 from steel_keras.runs import load_run
 
 #: The rows of the evaluation, each adding one step of the pipeline to the one before.
@@ -116,9 +123,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | SteelDataset | None = N
                  out: str | Path | None = None, *, plots: bool = True) -> dict[str, Any]:
     """Score every stage of the pipeline on held-out images; write metrics, report and plots."""
     run_dir = Path(run_dir)
-    out = Path(out) if out else run_dir
     config = read_config(run_dir)
     ds = open_dataset(data if data is not None else config.get("data"))
+    out = check_run_output(out or run_dir, run_dir, ds.root, kind="dir")
     ids, split, truth, where = _held_out(ds, config)
     predictor = load_run(run_dir)
     plain = predictor.probabilities(ds, ids, split=split, tta="none", progress=True)
@@ -188,9 +195,14 @@ def _plots(out: Path, metrics: dict[str, Any], run_dir: Path, ds: SteelDataset, 
 
 def predict_run(run_dir: str | Path, data: str | Path | SteelDataset | None,
                 out: str | Path, *, runtime: str = "keras") -> Path:
-    """Predict every image of ``test_images/`` and write a submission in the sample's format."""
+    """Predict every image of ``test_images/`` and write a submission in the sample's format.
+
+    ``out`` may replace an earlier submission, never a file the prediction reads (the run's, or
+    anything in the data folder): that is an OutputError before any model is loaded.
+    """
     config = read_config(run_dir)
     ds = open_dataset(data if data is not None else config.get("data"))
+    check_run_output(out, run_dir, ds.root)
     if not ds.test_image_ids:
         raise DataError(f"{ds.root} has no images in test_images/; nothing to predict")
     predictor = load_run(run_dir, runtime=runtime)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from steel_keras.data.images import read_image
 from steel_keras.errors import DataError
 
 __all__ = [
@@ -162,8 +163,8 @@ def folder_statistics(files: Sequence[Path]) -> dict[str, np.ndarray]:
     """Every statistic of :data:`STATISTICS` for each image: ``{name: array, one per file}``."""
     rows = []
     for path in files:
-        with Image.open(path) as image:
-            gray = np.asarray(image.convert("L"))
+        # read_image checks the header's size before decoding: a real folder is anyone's files.
+        gray = read_image(path, expected_shape=None)
         rows.append({**image_statistics(gray), "jpeg_quality": jpeg_quality(path)})
     return {s.name: np.array([row[s.name] for row in rows]) for s in STATISTICS}
 
@@ -287,8 +288,8 @@ def write_side_by_side(
         draw.text((column * (width + gap) + 4, 4), title, fill=0)
     for row, pair in enumerate(pairs):
         for column, path in enumerate(pair):
-            with Image.open(path) as image:
-                thumb = image.convert("L").resize((width, height), Image.BILINEAR)
+            gray = Image.fromarray(read_image(path, expected_shape=None))
+            thumb = gray.resize((width, height), Image.BILINEAR)
             sheet.paste(thumb, (column * (width + gap), header + row * (height + gap)))
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
