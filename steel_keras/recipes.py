@@ -131,7 +131,8 @@ class OneOf:
     def check(self, value: Any) -> Any:
         # bool == int in Python: keep `true` from matching 1.
         if isinstance(value, bool) or not any(
-                value == v and type(value) is type(v) for v in self.values):
+            value == v and type(value) is type(v) for v in self.values
+        ):
             raise _Invalid(self.text)
         return value
 
@@ -157,8 +158,12 @@ class Names:
     def check(self, value: Any) -> str | list[str]:
         if isinstance(value, str):
             return value
-        if not (isinstance(value, list | tuple) and value and all(
-                isinstance(v, str) for v in value) and len(set(value)) == len(value)):
+        if not (
+            isinstance(value, list | tuple)
+            and value
+            and all(isinstance(v, str) for v in value)
+            and len(set(value)) == len(value)
+        ):
             raise _Invalid(self.text)
         return list(value)
 
@@ -186,8 +191,11 @@ class Devices:
     text = 'a non-empty list of device names such as ["/gpu:0", "/gpu:1"]'
 
     def check(self, value: Any) -> list[str]:
-        if not (isinstance(value, list | tuple) and value and all(
-                isinstance(v, str) and v for v in value)):
+        if not (
+            isinstance(value, list | tuple)
+            and value
+            and all(isinstance(v, str) and v for v in value)
+        ):
             raise _Invalid(self.text)
         return list(value)
 
@@ -244,99 +252,179 @@ _AUGMENT = (
 LOSS_KWARGS: dict[str, tuple[Key, ...]] = {
     "bce": (),
     "weighted_bce": (
-        Key("pos_weight", Nullable(Weights()), [2.0, 2.0, 1.0, 1.5],
-            "weight of the defect pixels, per class or one for all"),),
+        Key(
+            "pos_weight",
+            Nullable(Weights()),
+            [2.0, 2.0, 1.0, 1.5],
+            "weight of the defect pixels, per class or one for all",
+        ),
+    ),
     "dice": (
         Key("smooth", Number(0), 1.0, "added to the Dice's numerator and denominator"),
-        Key("per_image", Boolean(), True, "Dice per image (true) or over the batch"),),
+        Key("per_image", Boolean(), True, "Dice per image (true) or over the batch"),
+    ),
     "bce_dice": (
         Key("bce_weight", Number(0), 0.75, "weight of the BCE term"),
         Key("dice_weight", Number(0), 0.25, "weight of the Dice term"),
         Key("pos_weight", Nullable(Weights()), None, "weight of the defect pixels in the BCE"),
         Key("smooth", Number(0), 1.0, "smoothing of the Dice term"),
-        Key("per_image", Boolean(), True, "Dice per image (true) or over the batch"),),
+        Key("per_image", Boolean(), True, "Dice per image (true) or over the batch"),
+    ),
     "focal": (
         Key("gamma", Number(0), 2.0, "focusing exponent (0: weighted BCE)"),
-        Key("alpha", Number(0, 1), 0.25, "weight of the positive term"),),
+        Key("alpha", Number(0, 1), 0.25, "weight of the positive term"),
+    ),
 }
 OPTIMIZERS = ("adam", "sgd", "adamw")
 MIXED_PRECISION_VALUES = ("auto", "off", "float16", "bfloat16")
 
 _LOSS = Key("loss", OneOf(tuple(LOSS_KWARGS)), "bce", "the segmenter's loss")
-_LOSS_KWARGS = Key("loss_kwargs", Section(()), {},
-                   "arguments of the loss (keys per loss: see loss_kwargs.* below)")
+_LOSS_KWARGS = Key(
+    "loss_kwargs", Section(()), {}, "arguments of the loss (keys per loss: see loss_kwargs.* below)"
+)
 _TRAINING = (
     Key("batch_size", Integer(1), 8, "images per training step"),
     Key("epochs", Integer(1), 10, "passes over the training images (at most)"),
     Key("optimizer", OneOf(OPTIMIZERS), "adam", "the Keras optimiser"),
     Key("learning_rate", Number(0, open_low=True), 1e-3, "the (initial) learning rate"),
-    Key("schedule", OneOf((None, "cosine", "plateau")), None,
-        "learning-rate schedule: cosine decay, or halve on a plateau of the monitored metric"),
-    Key("early_stopping_patience", Integer(0), 5,
-        "epochs without improvement before training stops"),
+    Key(
+        "schedule",
+        OneOf((None, "cosine", "plateau")),
+        None,
+        "learning-rate schedule: cosine decay, or halve on a plateau of the monitored metric",
+    ),
+    Key(
+        "early_stopping_patience", Integer(0), 5, "epochs without improvement before training stops"
+    ),
 )
 _COMMON = (
-    Key("encoder_weights", OneOf((None, "imagenet")), None,
-        "pretrained encoder weights (imagenet: downloaded on first use)"),
+    Key(
+        "encoder_weights",
+        OneOf((None, "imagenet")),
+        None,
+        "pretrained encoder weights (imagenet: downloaded on first use)",
+    ),
     Key("image_size", Size(), [128, 800], "images are resized to this before training"),
-    Key("cache", Boolean(), False, "keep decoded, resized images in memory after the first "
-                                   "epoch (12,568 real images at 256 x 1600 take 5 GB)"),
+    Key(
+        "cache",
+        Boolean(),
+        False,
+        "keep decoded, resized images in memory after the first "
+        "epoch (12,568 real images at 256 x 1600 take 5 GB)",
+    ),
     *_TRAINING,
     Key("augment", Section(_AUGMENT), {}, "augmentation of the training images"),
-    Key("mixed_precision", OneOf(MIXED_PRECISION_VALUES), "auto",
-        "dtype policy: auto is mixed float16 on a GPU, float32 elsewhere"),
-    Key("devices", Nullable(Devices()), None,
-        "devices to train on (MirroredStrategy over several); null: every GPU"),
+    Key(
+        "mixed_precision",
+        OneOf(MIXED_PRECISION_VALUES),
+        "auto",
+        "dtype policy: auto is mixed float16 on a GPU, float32 elsewhere",
+    ),
+    Key(
+        "devices",
+        Nullable(Devices()),
+        None,
+        "devices to train on (MirroredStrategy over several); null: every GPU",
+    ),
     Key("verbose", OneOf(("auto", 0, 1, 2)), "auto", "Keras's progress output"),
 )
-_FINETUNE = tuple(Key(k.name, k.rule, INHERIT, k.doc)
-                  for k in (*_TRAINING, _LOSS, _LOSS_KWARGS) if k.name != "batch_size")
+_FINETUNE = tuple(
+    Key(k.name, k.rule, INHERIT, k.doc)
+    for k in (*_TRAINING, _LOSS, _LOSS_KWARGS)
+    if k.name != "batch_size"
+)
 
 CLASSIFIER_KEYS = (
-    Key("backbone", Text(), "xception",
-        "a name from steel_keras.models.list_classifiers(), e.g. small_cnn, xception"),
+    Key(
+        "backbone",
+        Text(),
+        "xception",
+        "a name from steel_keras.models.list_classifiers(), e.g. small_cnn, xception",
+    ),
     *_COMMON,
 )
 SEGMENTER_KEYS = (
-    Key("arch", Names(), "unet", "a name from steel_keras.models.list_segmenters(), or a list "
-                                 "of them: one model each, averaged"),
-    Key("backbone", Nullable(Text()), None,
-        "encoder of unet/fpn/linknet (list_backbones(arch)); null: the default"),
-    Key("width", Number(0, 4, open_low=True), 1.0,
-        "unet_separable only: multiplies its numbers of filters"),
-    Key("mode", OneOf(("multilabel", "per_class")), "multilabel",
-        "one 4-channel model, or one model per class"),
-    Key("crop", Nullable(Size()), None, "train on random crops of this size (at most "
-                                        "image_size); validate and predict at image_size"),
-    Key("train_on", OneOf(("defective", "all")), "defective",
-        "multilabel: every image, or the defective ones plus clean_fraction of the others"),
+    Key(
+        "arch",
+        Names(),
+        "unet",
+        "a name from steel_keras.models.list_segmenters(), or a list "
+        "of them: one model each, averaged",
+    ),
+    Key(
+        "backbone",
+        Nullable(Text()),
+        None,
+        "encoder of unet/fpn/linknet (list_backbones(arch)); null: the default",
+    ),
+    Key(
+        "width",
+        Number(0, 4, open_low=True),
+        1.0,
+        "unet_separable only: multiplies its numbers of filters",
+    ),
+    Key(
+        "mode",
+        OneOf(("multilabel", "per_class")),
+        "multilabel",
+        "one 4-channel model, or one model per class",
+    ),
+    Key(
+        "crop",
+        Nullable(Size()),
+        None,
+        "train on random crops of this size (at most "
+        "image_size); validate and predict at image_size",
+    ),
+    Key(
+        "train_on",
+        OneOf(("defective", "all")),
+        "defective",
+        "multilabel: every image, or the defective ones plus clean_fraction of the others",
+    ),
     Key("clean_fraction", Number(0, 1), 0.0, "share of defect-free images added (defective)"),
-    Key("other_fraction", Number(0, 1), 0.3,
-        "per_class: share of the images without that class added"),
+    Key(
+        "other_fraction",
+        Number(0, 1),
+        0.3,
+        "per_class: share of the images without that class added",
+    ),
     *_COMMON,
     _LOSS,
     _LOSS_KWARGS,
-    Key("finetune", Nullable(Section(_FINETUNE)), None,
-        "a second training phase; keys left out take the segmenter's values"),
+    Key(
+        "finetune",
+        Nullable(Section(_FINETUNE)),
+        None,
+        "a second training phase; keys left out take the segmenter's values",
+    ),
 )
 TOP_KEYS = (
     Key("name", Nullable(Text()), None, "the recipe's name (default: the file name)"),
     Key("description", Text(), "", "what the recipe is, in a sentence or two"),
     Key("reproduces", Nullable(Text()), None, "the published result it reproduces"),
     Key("seed", Integer(0), 0, "seeds the split, the weights, shuffling and augmentation"),
-    Key("val_fraction", Number(0, 1, open_low=True, open_high=True), 0.2,
-        "share of the train images held out for validation"),
+    Key(
+        "val_fraction",
+        Number(0, 1, open_low=True, open_high=True),
+        0.2,
+        "share of the train images held out for validation",
+    ),
 )
 #: Every key: ``""`` for the top level, then each section.
-SCHEMA: dict[str, tuple[Key, ...]] = {"": TOP_KEYS, "classifier": CLASSIFIER_KEYS,
-                                      "segmenter": SEGMENTER_KEYS}
+SCHEMA: dict[str, tuple[Key, ...]] = {
+    "": TOP_KEYS,
+    "classifier": CLASSIFIER_KEYS,
+    "segmenter": SEGMENTER_KEYS,
+}
 
 
 def list_recipes() -> list[str]:
     """Names of the recipes shipped with the package."""
     folder = resources.files("steel_keras") / "recipes"
-    return sorted(p.name.removesuffix(".json") for p in folder.iterdir()
-                  if p.name.endswith(".json"))
+    return sorted(
+        p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")
+    )
 
 
 def recipe_file(name_or_path: str | Path) -> Path:
@@ -348,12 +436,15 @@ def recipe_file(name_or_path: str | Path) -> Path:
         return path
     if str(name_or_path) in list_recipes():
         return Path(str(resources.files("steel_keras") / "recipes" / f"{name_or_path}.json"))
-    raise ConfigError(f"unknown recipe {str(name_or_path)!r}; choose one of "
-                      f"{', '.join(list_recipes())} or give a path to a .json recipe")
+    raise ConfigError(
+        f"unknown recipe {str(name_or_path)!r}; choose one of "
+        f"{', '.join(list_recipes())} or give a path to a .json recipe"
+    )
 
 
-def load_recipe(name_or_path: str | Path = DEFAULT_RECIPE,
-                **overrides: Mapping[str, Any]) -> dict[str, Any]:
+def load_recipe(
+    name_or_path: str | Path = DEFAULT_RECIPE, **overrides: Mapping[str, Any]
+) -> dict[str, Any]:
     """Read, override and check a recipe; return it with every default filled in.
 
     Args:
@@ -382,8 +473,10 @@ def load_recipe(name_or_path: str | Path = DEFAULT_RECIPE,
         recipe["name"] = path.stem
     for stage, values in overrides.items():
         if stage not in STAGES:
-            raise ConfigError(f"unknown recipe section {stage!r} in overrides; expected one "
-                              f"of {', '.join(STAGES)}")
+            raise ConfigError(
+                f"unknown recipe section {stage!r} in overrides; expected one "
+                f"of {', '.join(STAGES)}"
+            )
         where = f"override of {source}"
         changed = _check_object(values, stage, where, fill=False)
         recipe[stage] = {**recipe[stage], **changed}
@@ -432,8 +525,10 @@ def _check_object(value: Any, section: str, source: str, fill: bool = True) -> d
     """Check the keys of one object (the recipe or a section); fill defaults if ``fill``."""
     what = _path("", section) if section else "the recipe"
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{source}: {what} must be an object {{...}} of keys, got "
-                          f"{type(value).__name__} {_show(value)}")
+        raise ConfigError(
+            f"{source}: {what} must be an object {{...}} of keys, got "
+            f"{type(value).__name__} {_show(value)}"
+        )
     out = {}
     for name, item in value.items():
         key = _key(section, str(name), source)
@@ -443,8 +538,9 @@ def _check_object(value: Any, section: str, source: str, fill: bool = True) -> d
         out[key.name] = _check_value(key, item, _path(section, key.name), source)
         nested = key.rule.rule if isinstance(key.rule, Nullable) else key.rule
         if isinstance(nested, Section) and nested.keys and out[key.name] is not None:
-            out[key.name] = _check_object(out[key.name], _path(section, key.name), source,
-                                          fill=key.name != "finetune")
+            out[key.name] = _check_object(
+                out[key.name], _path(section, key.name), source, fill=key.name != "finetune"
+            )
     if fill:
         for key in _keys_of(section):
             if key.name not in out and key.name not in STAGES:
@@ -458,8 +554,10 @@ def _resolve_section(cfg: dict[str, Any], stage: str, source: str) -> None:
         return
     crop, size = cfg["crop"], cfg["image_size"]
     if crop is not None and (crop[0] > size[0] or crop[1] > size[1]):
-        raise ConfigError(f"{source}: segmenter.crop {crop} is larger than segmenter.image_size "
-                          f"{size}: a crop must fit in the resized image")
+        raise ConfigError(
+            f"{source}: segmenter.crop {crop} is larger than segmenter.image_size "
+            f"{size}: a crop must fit in the resized image"
+        )
     _check_loss_kwargs(cfg["loss"], cfg["loss_kwargs"], cfg["mode"], "segmenter", source)
     if cfg["finetune"] is not None:
         tune = dict(cfg["finetune"])
@@ -467,29 +565,39 @@ def _resolve_section(cfg: dict[str, Any], stage: str, source: str) -> None:
             tune["loss_kwargs"] = {}  # the segmenter's belong to its own loss
         for key in _FINETUNE:
             tune.setdefault(key.name, copy.deepcopy(cfg[key.name]))
-        _check_loss_kwargs(tune["loss"], tune["loss_kwargs"], cfg["mode"], "segmenter.finetune",
-                           source)
+        _check_loss_kwargs(
+            tune["loss"], tune["loss_kwargs"], cfg["mode"], "segmenter.finetune", source
+        )
         cfg["finetune"] = {k.name: tune[k.name] for k in _FINETUNE}
 
 
-def _check_loss_kwargs(loss: str, kwargs: dict[str, Any], mode: str, where: str,
-                       source: str) -> None:
+def _check_loss_kwargs(
+    loss: str, kwargs: dict[str, Any], mode: str, where: str, source: str
+) -> None:
     keys = {k.name: k for k in LOSS_KWARGS[loss]}
     for name, value in kwargs.items():
         if name not in keys:
             close = difflib.get_close_matches(name, keys, n=1)
-            hint = (f"did you mean {close[0]}?" if close else
-                    f"it takes {', '.join(keys)}" if keys else "it takes none")
-            raise ConfigError(f"{source}: {where}.loss_kwargs.{name} is not an argument of "
-                              f"loss {loss!r}; {hint}")
+            hint = (
+                f"did you mean {close[0]}?"
+                if close
+                else f"it takes {', '.join(keys)}"
+                if keys
+                else "it takes none"
+            )
+            raise ConfigError(
+                f"{source}: {where}.loss_kwargs.{name} is not an argument of loss {loss!r}; {hint}"
+            )
         _check_value(keys[name], value, f"{where}.loss_kwargs.{name}", source)
     # A loss's own default counts too: weighted_bce's four weights do not fit one channel.
     weights = kwargs.get("pos_weight", keys["pos_weight"].default if "pos_weight" in keys else None)
     channels = 4 if mode == "multilabel" else 1
     if isinstance(weights, list) and len(weights) not in (1, channels):
-        raise ConfigError(f"{source}: {where}.loss_kwargs.pos_weight has {len(weights)} values "
-                          f"but a {mode} model predicts {channels} channel(s): give "
-                          f"{'one per class or ' if channels > 1 else ''}a single number")
+        raise ConfigError(
+            f"{source}: {where}.loss_kwargs.pos_weight has {len(weights)} values "
+            f"but a {mode} model predicts {channels} channel(s): give "
+            f"{'one per class or ' if channels > 1 else ''}a single number"
+        )
 
 
 def key_help(section: str, name: str) -> str:
@@ -507,12 +615,16 @@ def key_table() -> str:
             if section == "segmenter" and id(key) in classifier:
                 continue  # listed with the classifier's, as "both"
             both = section == "classifier" and any(key is k for k in SEGMENTER_KEYS)
-            rows.append(_row(key.name, "top level" if not section else
-                             "both" if both else section, key))
+            rows.append(
+                _row(key.name, "top level" if not section else "both" if both else section, key)
+            )
     rows += [_row(f"augment.{k.name}", "both", k) for k in _AUGMENT]
     rows += [_row(f"finetune.{k.name}", "segmenter", k) for k in _FINETUNE]
-    rows += [_row(f"loss_kwargs.{k.name}", f"loss {loss}", k)
-             for loss, keys in LOSS_KWARGS.items() for k in keys]
+    rows += [
+        _row(f"loss_kwargs.{k.name}", f"loss {loss}", k)
+        for loss, keys in LOSS_KWARGS.items()
+        for k in keys
+    ]
     return "\n".join(rows) + "\n"
 
 
