@@ -19,3 +19,7 @@ class RLEError(DataError):
 
 class ConfigError(SteelKerasError, ValueError):
     """An unknown model, backbone, loss or recipe name, or an image size a model cannot take."""
+
+
+class TrainingError(SteelKerasError):
+    """Training could not go on: the loss became NaN or infinite."""

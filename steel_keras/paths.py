@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+
+from steel_keras.errors import ConfigError
 
 DATA_ENV = "STEEL_KERAS_DATA"
 
@@ -22,3 +25,27 @@ def default_data_dir() -> Path:
 
 def default_runs_dir() -> Path:
     return project_root() / "runs"
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Return ``path`` if it can be (or is) a folder to write in; ConfigError if not.
+
+    Checked before heavy work starts and without creating anything: ``path`` is not a file,
+    and its nearest existing folder accepts a new file (tried with a temporary one, which
+    tells a read-only or foreign folder apart where permission bits do not, e.g. for root).
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file, not a folder; give a folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{what} {path}: {parent} is a file, so no folder can be made there")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot write in {parent} ({exc.strerror}); "
+                          "give a folder you can write to") from None
+    return path

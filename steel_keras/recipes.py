@@ -144,9 +144,13 @@ class Size:
     text = "[height, width], two integers >= 1"
 
     def check(self, value: Any) -> list[int]:
+        one = Integer(1)
         if not (isinstance(value, list | tuple) and len(value) == 2):
             raise _Invalid(self.text)
-        return [Integer(1).check(v) for v in value]
+        try:
+            return [one.check(v) for v in value]
+        except _Invalid:
+            raise _Invalid(self.text) from None
 
 
 @dataclass(frozen=True)
@@ -176,9 +180,9 @@ class Weights:
 
     def check(self, value: Any) -> float | list[float]:
         one = Number(0, open_low=True)
-        if isinstance(value, list | tuple) and value:
-            return [one.check(v) for v in value]
         try:
+            if isinstance(value, list | tuple) and value:
+                return [one.check(v) for v in value]
             return one.check(value)
         except _Invalid:
             raise _Invalid(self.text) from None
@@ -211,7 +215,10 @@ class Nullable:
         return f"null or {self.rule.text}"
 
     def check(self, value: Any) -> Any:
-        return None if value is None else self.rule.check(value)
+        try:
+            return None if value is None else self.rule.check(value)
+        except _Invalid:
+            raise _Invalid(self.text) from None
 
 
 @dataclass(frozen=True)
@@ -313,7 +320,12 @@ _COMMON = (
         "epoch (12,568 real images at 256 x 1600 take 5 GB)",
     ),
     *_TRAINING,
-    Key("augment", Section(_AUGMENT), {}, "augmentation of the training images"),
+    Key(
+        "augment",
+        Section(_AUGMENT),
+        {k.name: k.default for k in _AUGMENT},
+        "augmentation of the training images",
+    ),
     Key(
         "mixed_precision",
         OneOf(MIXED_PRECISION_VALUES),

@@ -8,11 +8,13 @@ metric, the functions segmentation-models' encoders call), so a saved model load
 from __future__ import annotations
 
 import os
+import zipfile
 
 import keras
 
 import steel_keras.losses  # noqa: F401  (registers the losses for compiled models)
 import steel_keras.metrics.keras_metrics  # noqa: F401  (registers DicePerClass)
+from steel_keras.errors import DataError
 from steel_keras.models.classifier import build_classifier, list_classifiers
 from steel_keras.models.segmenter import (
     build_segmenter,
@@ -44,6 +46,9 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
     Returns:
         The `keras.Model`, predicting exactly what it predicted when saved.
 
+    Raises:
+        DataError: a `.keras` file that is missing, empty or not a zip archive.
+
     Example:
 
     >>> import tempfile, pathlib
@@ -53,4 +58,8 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
     >>> load_model(path).name
     'classifier_small_cnn'
     """
+    # A `.keras` file is a zip archive: an empty or cut-off one is one line, not a traceback.
+    if str(path).endswith(".keras") and not (os.path.isfile(path) and zipfile.is_zipfile(path)):
+        what = "does not exist" if not os.path.isfile(path) else "is empty or damaged"
+        raise DataError(f"model file {path} {what}; train it again (--restart) or restore it")
     return keras.saving.load_model(path, compile=compile)
