@@ -28,7 +28,10 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{run_dir} holds no trained run (no config.json); train one with "
                         "`steel-keras baseline --out DIR`")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} is damaged ({exc}); restore it or train the run again") from None
 
 
 def segmenter_files(run_dir: str | Path) -> list[dict[Any, Path]]:
