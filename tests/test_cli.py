@@ -197,8 +197,9 @@ def test_a_finished_run_says_so_and_restart_trains_again(tiny_dataset, tmp_path)
     result, _ = steel_keras_tf(*args, "--restart")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "already trained" not in result.stdout
-    saved = result.stdout.strip().splitlines()[-1].removeprefix("classifier saved to ")
-    assert Path(saved).is_file()  # every path printed exists
+    saved = [x.removeprefix("classifier saved to ") for x in result.stdout.splitlines()
+             if x.startswith("classifier saved to ")]
+    assert saved and all(Path(p).is_file() for p in saved)  # every path printed exists
     history = (run / "classifier" / "history.csv").read_text().splitlines()
     assert len(history) == 2  # one epoch, not appended to the first run's
 
