@@ -1,6 +1,6 @@
 """Throughput of the input pipelines, with augmentation, in images per second.
 
-Times ``segmentation_dataset`` and ``classification_dataset`` (``steel_keras.data.pipelines``)
+Times ``segmentation_dataset`` and ``classification_dataset`` (``steel_keras.data.tfdata``)
 with :func:`~steel_keras.data.augment.make_augmentation`'s defaults (flips, brightness and
 contrast) at 128 x 800 and 256 x 1600, batch 8 (``--batch-size``), on real JPEG files of a
 synthetic dataset.
@@ -43,7 +43,7 @@ from _common import markdown_table, parse_sizes, write_results  # noqa: E402
 
 from steel_keras.data import SteelDataset, make_augmentation  # noqa: E402
 from steel_keras.data.annotations import write_annotations  # noqa: E402
-from steel_keras.data.pipelines import (  # noqa: E402
+from steel_keras.data.tfdata import (  # noqa: E402
     SampleLoader,
     classification_dataset,
     load_arrays,

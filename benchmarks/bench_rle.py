@@ -12,7 +12,8 @@ memory-bandwidth floor: a decoder must write and an encoder must read at least t
 bytes, so "time vs copy floor" says how far each is from that limit. Masks given to the encoders
 are C-ordered, as a model's thresholded predictions are.
 
-The masks are the real Severstal masks of ``../shared/real_sample`` when present (``--source
+The masks are the real Severstal masks of ``$STEEL_KERAS_REAL_SAMPLE`` (by default
+``../shared/real_sample``, not in the repository) when present (``--source
 real``), else those of the synthetic dataset (``--source synthetic``, made on first use).
 
     python benchmarks/bench_rle.py [--source real|synthetic] [--repeats 7]
@@ -21,6 +22,7 @@ real``), else those of the synthetic dataset (``--source synthetic``, made on fi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -34,9 +36,8 @@ from steel_keras.rle import decode_rle, encode_rle  # noqa: E402
 
 SHAPE = (256, 1600)
 REAL_CSV = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "real_sample"
+    Path(os.environ.get("STEEL_KERAS_REAL_SAMPLE",
+                        Path(__file__).resolve().parents[2] / "shared" / "real_sample"))
     / "derived"
     / "train_subset1000_new_format.csv"
 )

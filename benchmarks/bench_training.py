@@ -6,7 +6,7 @@ subprocess, so that its peak resident memory (``ru_maxrss`` of that
 process) is its own. Two feeds:
 
 - ``pipeline``: the real input pipeline, ``segmentation_dataset`` / ``classification_dataset``
-  (``steel_keras.data.pipelines``) with shuffling and :func:`make_augmentation`'s defaults
+  (``steel_keras.data.tfdata``) with shuffling and :func:`make_augmentation`'s defaults
   (flips, brightness and contrast), decoding JPEG files every step;
 - ``in-memory``: the same images, unaugmented, loaded once with ``load_arrays`` and fed by
   ``tf.data.Dataset.from_tensor_slices(...).batch(8)``: the ceiling;
@@ -118,7 +118,7 @@ def child(family: str, size: tuple[int, int], feed: str, data: Path, args) -> di
     import tensorflow as tf
 
     from steel_keras.data import SteelDataset, make_augmentation
-    from steel_keras.data.pipelines import (
+    from steel_keras.data.tfdata import (
         classification_dataset,
         load_arrays,
         segmentation_dataset,

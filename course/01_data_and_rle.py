@@ -32,8 +32,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from steel_keras.course import SMOKE, course_data
-from steel_keras.data import SteelDataset, load_annotations, write_submission
+from steel_keras.chapters import SMOKE, course_data
+from steel_keras.data import (
+    Annotations,
+    SteelDataset,
+    defect_free_ids,
+    load_annotations,
+    write_submission,
+)
 from steel_keras.errors import RLEError
 from steel_keras.rle import decode_rle, encode_rle
 from steel_keras.synthetic import generate_dataset
@@ -96,8 +102,8 @@ later.head().assign(EncodedPixels=later["EncodedPixels"].head().str.slice(0, 40)
 # any of the formats) to compare the two.
 
 # %%
-original_path = write_submission(scratch / "train_original.csv", later, ds.train_image_ids,
-                                  format="original")
+original_path = write_submission(scratch / "train_original.csv",
+                                  Annotations(later, ds.train_image_ids), format="original")
 original = pd.read_csv(original_path, keep_default_na=False)
 print(f"{len(original)} rows = 4 x {len(ds.train_image_ids)} images")
 original.head(8).assign(EncodedPixels=original["EncodedPixels"].head(8).str.slice(0, 30))
@@ -136,7 +142,7 @@ print("formats:", from_original.format, "/", from_later.format)
 print("same masks:", from_original.table.equals(from_later.table))
 print("image ids listed:", len(from_original.image_ids), "(original) vs",
       len(from_later.image_ids), "(later)")
-defect_free = sorted(set(ds.train_image_ids) - set(from_later.table["ImageId"]))
+defect_free = defect_free_ids(from_later.table, ds.train_image_ids)
 print(f"defect-free images, found on disk: {len(defect_free)} of {len(ds.train_image_ids)}")
 
 # %% [markdown]

@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from steel_keras.course import SMOKE, course_data
-from steel_keras.data import SteelDataset
+from steel_keras.chapters import SMOKE, course_data
+from steel_keras.data import SteelDataset, defect_free_ids
+from steel_keras.eda import class_balance, classes_per_image, empty_pair_share
 from steel_keras.metrics.competition import competition_dice
 from steel_keras.rle import decode_rle
 from steel_keras.viz import (
@@ -65,7 +66,7 @@ table.head()
 
 # %%
 n_images = len(table)
-n_free = int((~table["has_defect"]).sum())
+n_free = len(defect_free_ids(masks, ds.train_image_ids))
 print(f"defect-free: {n_free} of {n_images} = {n_free / n_images:.1%} "
       f"(real data: {REAL['defect_free'] / REAL['images']:.1%})")
 
@@ -78,8 +79,7 @@ print(f"defect-free: {n_free} of {n_images} = {n_free / n_images:.1%} "
 # reason the winning solutions trained per class or weighted the rare ones (chapter 4).
 
 # %%
-images_per_class = pd.Series({c: int((table[f"area_{c}"] > 0).sum()) for c in CLASSES},
-                             name="images")
+images_per_class = class_balance(masks)
 balance = pd.DataFrame({
     "images": images_per_class,
     "share of masks": images_per_class / images_per_class.sum(),
@@ -97,14 +97,14 @@ plot_class_balance(images_per_class.to_dict(), images_without_defects=n_free,
 # not multi-class, and a model needs one sigmoid per class, not one softmax over them.
 
 # %%
-classes_per_image = table["n_classes"].value_counts().reindex(range(5), fill_value=0)
-print(classes_per_image.rename("images").to_string())
+class_counts = classes_per_image(masks, ds.train_image_ids)
+print(class_counts.to_string())
 multi = int((table["n_classes"] > 1).sum())
 print(f"images with more than one class: {multi} = {multi / n_images:.1%} "
       f"(real data: {REAL['multi_class_images'] / REAL['images']:.1%})")
 print("most common combinations:")
 print(table.loc[table["has_defect"], "classes"].value_counts().head(6).to_string())
-plot_classes_per_image(classes_per_image.to_dict())
+plot_classes_per_image(class_counts.to_dict())
 
 # %% [markdown]
 # ## 4. Mask sizes, and how many pieces a mask has
@@ -181,7 +181,7 @@ plot_overlays(examples)
 # The score of a submission with no masks at all is the share of empty pairs:
 
 # %%
-empty_share = 1 - len(masks) / (4 * n_images)
+empty_share = empty_pair_share(masks, n_images)
 print(f"train: {len(masks)} masks in {4 * n_images} pairs -> all-empty score {empty_share:.4f}")
 real_masks = sum(REAL["images_per_class"].values())
 print(f"real train set: 1 - {real_masks} / (4 x {REAL['images']}) = "

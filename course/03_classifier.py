@@ -36,13 +36,18 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
-from keras import layers
 
-from steel_keras.course import SMOKE, course_data, pick, work_dir
+from steel_keras.chapters import SMOKE, course_data, pick, work_dir
 from steel_keras.data import SteelDataset, make_augmentation
-from steel_keras.data.pipelines import classification_dataset
-from steel_keras.metrics.classification import confusion_matrix, roc_auc, roc_curve
-from steel_keras.models import build_classifier, load_model
+from steel_keras.data.tfdata import classification_dataset
+from steel_keras.metrics.classification import (
+    confusion_matrix,
+    majority_accuracy,
+    roc_auc,
+    roc_curve,
+    threshold_for_recall,
+)
+from steel_keras.models import build_classifier, build_small_cnn, load_model
 from steel_keras.recipes import load_recipe
 from steel_keras.train import train_classifier
 from steel_keras.viz import plot_training_curves
@@ -77,7 +82,7 @@ print(f"Keras {keras.__version__}, backend {keras.backend.backend()}; smoke mode
 train_ids, val_ids = ds.split(recipe["val_fraction"], seed=SEED)
 y_train = ds.class_labels(train_ids).any(axis=1).astype(int)
 y_val = ds.class_labels(val_ids).any(axis=1).astype(int)
-majority = max(y_val.mean(), 1 - y_val.mean())
+majority = majority_accuracy(y_val)
 print(f"train: {len(train_ids)} images, {y_train.mean():.1%} defective")
 print(f"validation: {len(val_ids)} images, {y_val.mean():.1%} defective")
 print(f"majority-class accuracy on validation: {majority:.3f}")
@@ -126,38 +131,19 @@ plt.show()
 #   move towards the real ones by `1 - momentum` per step. With Keras's default 0.99 and a few
 #   hundred steps they are still far off, and a model that ranks its training batches well
 #   predicts at chance on the validation images. 0.9 settles within about 50 steps.
-
-# %%
-def conv_block(x, filters, name):
-    x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False,
-                      name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
-    return layers.ReLU(name=f"{name}_relu")(x)
-
-
-# %% [markdown]
+#
+# The library's `build_small_cnn` is this network: the standardisation, five such blocks
+# (each a `Conv2D`, a `BatchNormalization` and a `ReLU`, named `block1` to `block5`) and the
+# head below.
+#
 # The head turns the feature map into one probability. Global average pooling averages each
 # channel over all positions (so the model accepts any image size and a defect anywhere
 # counts), dropout regularises, and one sigmoid unit gives P(defect). One output with a
-# sigmoid, not two with a softmax: the binary cross-entropy loss then reads it directly.
+# sigmoid, not two with a softmax: the binary cross-entropy loss then reads it directly. It is
+# the library's `classifier_head`, which ends every `keras.applications` classifier too.
 
 # %%
-def classifier_head(features, dropout=0.2):
-    x = layers.GlobalAveragePooling2D(name="pool")(features)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(1, activation="sigmoid", name="has_defect")(x)
-
-
-def get_model(input_shape, filters=(8, 16, 32, 64, 128)):
-    image = keras.Input(shape=input_shape, name="image")
-    x = layers.LayerNormalization(axis=(1, 2, 3), epsilon=1e-6, center=False, scale=False,
-                                  name="image_standardize")(image)
-    for i, f in enumerate(filters, start=1):
-        x = conv_block(x, f, name=f"block{i}")
-    return keras.Model(image, classifier_head(x), name="my_small_cnn")
-
-
-model = get_model((*IMAGE_SIZE, 1))
+model = build_small_cnn((*IMAGE_SIZE, 1))
 for i in range(1, 6):
     print(f"block{i}: {model.get_layer(f'block{i}_relu').output.shape}")
 model.summary()
@@ -269,15 +255,9 @@ plt.show()
 # (Dice 0 on those pairs); letting a clean image through costs only if the segmenter then
 # draws something on it. So the gate should keep recall high and reject only the images it
 # is sure about. One way to set it: the highest threshold that still keeps a target recall
-# on the validation split.
+# on the validation split (the library's `threshold_for_recall`).
 
 # %%
-def threshold_for_recall(truth, score, target_recall):
-    positives = np.sort(score[truth == 1])[::-1]  # keeping the first k gives recall k / n
-    recalls = np.arange(1, len(positives) + 1) / len(positives)
-    return float(positives[np.argmax(recalls >= target_recall)])
-
-
 TARGET_RECALL = 0.95
 gate = threshold_for_recall(y_val, scores, TARGET_RECALL)
 for name, t in [("0.5", 0.5), (f"recall >= {TARGET_RECALL}", gate)]:

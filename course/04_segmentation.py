@@ -33,12 +33,13 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops
 
-from steel_keras.course import SMOKE, course_data, pick, work_dir
+from steel_keras.chapters import SMOKE, course_data, pick, work_dir
 from steel_keras.data import SteelDataset, make_augmentation
-from steel_keras.data.pipelines import load_arrays, per_class_ids, segmentation_dataset
+from steel_keras.data.tfdata import load_arrays, per_class_ids, segmentation_dataset
 from steel_keras.losses import BCEDice, SoftDice, WeightedBCE
 from steel_keras.metrics.keras_metrics import DicePerClass
-from steel_keras.models import build_segmenter, load_model
+from steel_keras.metrics.masks import dice_per_class_on_defects
+from steel_keras.models import build_segmenter, decoder_block, load_model
 from steel_keras.recipes import load_recipe
 from steel_keras.train import train_segmenter
 from steel_keras.viz import plot_overlays, plot_training_curves
@@ -110,7 +111,8 @@ print("a batch:", images.shape, masks.shape)
 # see large parts of the image. The **decoder** climbs back up: each block upsamples 2x and
 # concatenates the encoder's feature map of the same size (the *skip connection*), which
 # carries back the fine detail that downsampling threw away. A 1 x 1 convolution with a
-# sigmoid then gives one probability per pixel and class.
+# sigmoid then gives one probability per pixel and class. The decoder block is the library's
+# `decoder_block`, the block its Xception U-Net is built from.
 
 # %%
 def conv_bn_relu(x, filters, name):
@@ -123,13 +125,6 @@ def encoder_block(x, filters, name):
     x = conv_bn_relu(x, filters, f"{name}a")
     skip = conv_bn_relu(x, filters, f"{name}b")
     return layers.MaxPooling2D(2, name=f"{name}_pool")(skip), skip
-
-
-def decoder_block(x, skip, filters, name):
-    x = layers.UpSampling2D(2, name=f"{name}_upsample")(x)
-    x = layers.Concatenate(name=f"{name}_concat")([x, skip])
-    x = conv_bn_relu(x, filters, f"{name}a")
-    return conv_bn_relu(x, filters, f"{name}b")
 
 
 def get_unet(input_shape, classes=4, filters=(16, 32, 64, 128)):
@@ -210,20 +205,11 @@ for name, guess in [("all 0.01", 0.01), ("all 0.5", 0.5)]:
 # initial weights**, see **the same batches in the same order** (the pipeline is seeded) and
 # train for the same number of epochs; only the loss differs. Each is scored on the
 # validation images with the competition's Dice (thresholded at 0.5), per class, on the
-# (image, class) pairs that have a defect, and by how often it draws a mask where the true
-# mask is empty.
+# (image, class) pairs that have a defect (the library's `dice_per_class_on_defects`, which
+# training's summary reports too), and by how often it draws a mask where the true mask is
+# empty.
 
 # %%
-def dice_on_defects(prob, truth, threshold=0.5):
-    pred, true = prob > threshold, truth > 0.5
-    inter = (pred & true).sum(axis=(1, 2))
-    total = pred.sum(axis=(1, 2)) + true.sum(axis=(1, 2))
-    dice = np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1))
-    has = true.any(axis=(1, 2))
-    return np.array([dice[has[:, c], c].mean() if has[:, c].any() else np.nan
-                     for c in range(truth.shape[-1])])
-
-
 def false_mask_rate(prob, truth, threshold=0.5):
     drawn = (prob > threshold).any(axis=(1, 2))
     empty = ~(truth > 0.5).any(axis=(1, 2))
@@ -252,7 +238,7 @@ for name, loss in losses.items():
                                             shuffle=True, seed=SEED),
                        epochs=EPOCHS, shuffle=False, verbose=0)
     prob = predict(unet, x_val)
-    per_class = dice_on_defects(prob, y_val)
+    per_class = dice_per_class_on_defects(prob, y_val)
     results[name] = {"Dice on defects": np.nanmean(per_class),
                      **{f"class {c}": d for c, d in zip(CLASSES, per_class, strict=True)},
                      "false masks on empty pairs": false_mask_rate(prob, y_val),
@@ -312,7 +298,7 @@ class2_unet.fit(segmentation_dataset(ds, class2_ids, image_size=IMAGE_SIZE,
                 epochs=EPOCHS, shuffle=False, verbose=0)
 val_class2 = y_val[..., 1:2]
 if val_class2.any():
-    single = dice_on_defects(predict(class2_unet, x_val), val_class2)[0]
+    single = dice_per_class_on_defects(predict(class2_unet, x_val), val_class2)[0]
     print(f"class 2 Dice on its {int(val_class2.any(axis=(1, 2, 3)).sum())} validation "
           f"image(s): per-class model {single:.3f}, four-channel model "
           f"{results[best_loss]['class 2']:.3f}")

@@ -37,17 +37,25 @@ import time
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from PIL import Image
-from scipy import ndimage
 
-from steel_keras.course import SMOKE, course_data, work_dir
-from steel_keras.data import SteelDataset, read_submission
+from steel_keras.chapters import SMOKE, course_data, work_dir
+from steel_keras.data import Annotations, SteelDataset, read_submission
+from steel_keras.data.images import model_input
 from steel_keras.deploy.demo import make_demo_run
-from steel_keras.evaluate import STAGES, evaluate_run, predict_run, stage_table, tune_run
-from steel_keras.metrics.competition import competition_dice, dice, score_files
-from steel_keras.pipeline import Thresholds, postprocess, search_thresholds
+from steel_keras.evaluate import ABLATIONS, ablation_table, evaluate_run, predict_run, tune_run
+from steel_keras.metrics.competition import competition_dice, score_files
+from steel_keras.metrics.masks import competition_score, dice
+from steel_keras.pipeline import (
+    Thresholds,
+    apply_min_area,
+    flip_tta,
+    postprocess,
+    remove_small_components,
+    search_thresholds,
+)
 from steel_keras.recipes import load_recipe
-from steel_keras.runs import load_run, read_config
+from steel_keras.rundir import read_config
+from steel_keras.runs import load_run
 from steel_keras.train import train_classifier, train_segmenter
 from steel_keras.viz import plot_stage_scores, plot_threshold_curves
 
@@ -89,26 +97,15 @@ print(f"{len(val_ids)} validation images for tuning, {len(test_ids)} test images
 #
 # For every test image and each of the four classes, one Dice score, `2 |X ∩ Y| / (|X| + |Y|)`
 # between the predicted mask X and the true mask Y, **1 when both are empty**; the score is
-# the mean over all these pairs. On mask arrays:
+# the mean over all these pairs. On mask arrays, the library's `dice` (one pair) and
+# `competition_score` (every pair of `(N, H, W, 4)` arrays):
 
 # %%
-def pair_dice(pred, true):
-    total = pred.sum() + true.sum()
-    return 1.0 if total == 0 else 2.0 * (pred & true).sum() / total
-
-
-def metric_by_hand(pred_masks, true_masks):
-    """Mean Dice over every (image, class) pair of (N, H, W, 4) mask arrays."""
-    return np.mean([pair_dice(p[..., c] > 0, t[..., c] > 0)
-                    for p, t in zip(pred_masks, true_masks, strict=True) for c in range(4)])
-
-
 a = np.zeros((1, 4, 4, 4), np.uint8)
 b = a.copy()
 a[0, :2, :2, 0], b[0, :2, :3, 0] = 1, 1  # class 1: 4 and 6 pixels, 4 shared
-print(f"one image: class 1 Dice {pair_dice(a[0, ..., 0] > 0, b[0, ..., 0] > 0):.3f} "
-      f"(library dice: {dice(a[0, ..., 0], b[0, ..., 0]):.3f}), three empty pairs score 1 "
-      f"-> image score {metric_by_hand(a, b):.3f}")
+print(f"one image: class 1 Dice {dice(a[0, ..., 0], b[0, ..., 0]):.3f}, three empty pairs "
+      f"score 1 -> image score {competition_score(a, b):.3f}")
 
 # %% [markdown]
 # The library's `competition_dice` does the same on RLE tables, without decoding masks. Check
@@ -119,7 +116,7 @@ true_masks = np.stack([ds.load_masks(i, split="test") for i in test_ids])
 dropped = true_masks.copy()
 dropped[..., 2] = 0  # predict everything but class 3
 table = truth.table[(truth.table["ImageId"].isin(test_ids)) & (truth.table["ClassId"] != 3)]
-print(f"by hand {metric_by_hand(dropped, true_masks):.4f}, library "
+print(f"on masks {competition_score(dropped, true_masks):.4f}, on RLE tables "
       f"{competition_dice(table, truth, image_ids=test_ids).competition_dice:.4f}")
 
 # %% [markdown]
@@ -134,16 +131,12 @@ print(f"by hand {metric_by_hand(dropped, true_masks):.4f}, library "
 # %%
 predictor = load_run(run, tta="none", use_thresholds=False)
 test_plain = predictor.probabilities(ds, test_ids, split="test", tta="none")
-raw = predictor.rles(test_plain, Thresholds(), gate=False)
+raw = predictor.annotations(test_plain, Thresholds(), gate=False)
+print(raw.table.head(3).to_string())  # the long table: one row per predicted mask
 
 
-def as_table(rles):
-    rows = [(i, c, r) for i, per in rles.items() for c, r in per.items()]
-    return pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"])
-
-
-def pair_kinds(rles):
-    pairs = competition_dice(as_table(rles), truth, image_ids=test_ids, per_pair=True).per_pair
+def pair_kinds(masks):
+    pairs = competition_dice(masks, truth, image_ids=test_ids, per_pair=True).per_pair
     kind = np.select([(pairs.pred_pixels == 0) & (pairs.true_pixels == 0),
                       (pairs.pred_pixels > 0) & (pairs.true_pixels == 0),
                       (pairs.pred_pixels == 0) & (pairs.true_pixels > 0)],
@@ -166,15 +159,17 @@ print(pair_kinds(raw).round(4).to_string())
 # threshold, same for all classes, with the raw segmenter behind it:
 
 # %%
-def score(rles):
-    return competition_dice(as_table(rles), truth, image_ids=test_ids).competition_dice
+def score(masks):
+    return competition_dice(masks, truth, image_ids=test_ids).competition_dice
 
 
 gate_grid = [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.01]
-gate_scores = [score(predictor.rles(test_plain, Thresholds(label=[t] * 4))) for t in gate_grid]
+gate_scores = [score(predictor.annotations(test_plain, Thresholds(label=[t] * 4)))
+               for t in gate_grid]
 for t, s in zip(gate_grid, gate_scores, strict=True):
     print(f"label threshold {t:.2f}: {s:.4f}")
-print(f"(1.01 rejects every image: the all-empty score, {score({}):.4f})")
+print(f"(1.01 rejects every image: the all-empty score, "
+      f"{score(Annotations.empty(test_ids)):.4f})")
 
 # %% [markdown]
 # At 0 the gate lets everything through (the raw segmenter); above 1 it rejects everything
@@ -189,29 +184,23 @@ print(f"(1.01 rejects every image: the all-empty score, {score({}):.4f})")
 # - the **minimum area**: a mask with fewer pixels in all is dropped whole, which removes the
 #   small, unsure masks that are false positives on empty pairs.
 #
-# By hand on one image, then with the library's `postprocess` (areas are given at full size,
-# 256 x 1600, and scaled to the segmenter's resolution):
+# Step by step on one image with the library's pieces, `remove_small_components` and
+# `apply_min_area` (`gate_masks` is the classifier's gate of section 3), then all at once
+# with `postprocess` (areas are given at full size, 256 x 1600, and scaled to the segmenter's
+# resolution):
 
 # %%
-def postprocess_by_hand(prob, pixel, min_component, min_area, scale):
-    out = np.zeros(prob.shape, np.uint8)
-    smallest = int(round(min_component * scale))  # in pixels at this resolution
-    for c in range(prob.shape[-1]):
-        mask = prob[..., c] >= pixel
-        labels, n = ndimage.label(mask, structure=np.ones((3, 3)))  # 8-connected blobs
-        sizes = np.bincount(labels.ravel(), minlength=n + 1)
-        mask = (sizes >= smallest)[labels] & mask
-        if mask.sum() >= min_area * scale and mask.any():
-            out[..., c] = mask
-    return out
-
-
 prob = test_plain.masks[int(np.argmax(test_plain.masks.max(axis=(1, 2, 3))))]
 scale = prob.shape[0] * prob.shape[1] / (256 * 1600)
 th = Thresholds(pixel=[0.5] * 4, min_area=[600] * 4, min_component=150)
-mine = postprocess_by_hand(prob, 0.5, 150, 600, scale)
-print("pixels per class before:", (prob >= 0.5).sum(axis=(0, 1)).tolist(),
-      "after:", mine.sum(axis=(0, 1)).tolist())
+thresholded = prob >= 0.5
+smallest = int(round(150 * scale))  # in pixels at this resolution
+cleaned = np.stack([remove_small_components(thresholded[..., c], smallest) for c in range(4)],
+                   axis=-1)
+mine = apply_min_area(cleaned, [600 * scale] * 4)
+print("pixels per class before:", thresholded.sum(axis=(0, 1)).tolist(),
+      "without small components:", cleaned.sum(axis=(0, 1)).tolist(),
+      "after the minimum area:", mine.sum(axis=(0, 1)).tolist())
 print("same as the library's postprocess:", np.array_equal(mine, postprocess(prob, None, th)))
 
 # %% [markdown]
@@ -220,8 +209,8 @@ print("same as the library's postprocess:", np.array_equal(mine, postprocess(pro
 # %%
 area_grid = [0, 300, 600, 1000, 2000, 4000]
 for area in area_grid:
-    print(f"minimum area {area:>5} px: "
-          f"{score(predictor.rles(test_plain, Thresholds(min_area=[area] * 4), gate=False)):.4f}")
+    masks = predictor.annotations(test_plain, Thresholds(min_area=[area] * 4), gate=False)
+    print(f"minimum area {area:>5} px: {score(masks):.4f}")
 
 # %% [markdown]
 # ## 5. Test-time augmentation
@@ -229,26 +218,21 @@ for area in area_grid:
 # A steel surface flipped left-right or top-bottom is still steel with the same defects, so
 # the segmenter can be asked several times (as is, and flipped each way) and the answers,
 # each flipped back, averaged; `"flips"` uses the image as is, flipped left-right and flipped
-# top-bottom, so it costs two more forward passes per image. By hand for a horizontal flip,
-# against the library's `probabilities(..., tta="hflip")`:
+# top-bottom, so it costs two more forward passes per image. A horizontal flip on a batch made
+# here, with the library's `flip_tta` (what the predictor runs on each batch), against the
+# predictor's own `probabilities(..., tta="hflip")`:
 
 # %%
-def as_batch(image_ids, size):
-    """Images resized by area (PIL's box filter), scaled to [0, 1], as the pipeline does."""
-    height, width = size
-    images = [Image.fromarray(ds.load_image(i, split="test")).resize((width, height), Image.BOX)
-              for i in image_ids]
-    return (np.stack([np.asarray(im) for im in images]).astype(np.float32) / 255.0)[..., None]
-
-
+# The images as every model of the library sees them, in training and prediction alike:
+# resized by area, scaled to [0, 1] (`model_input`).
 segmenter = predictor.segmenters[0]["all"]
-batch = as_batch(test_ids[:4], predictor.seg_size)
+batch = model_input(np.stack([ds.load_image(i, split="test") for i in test_ids[:4]]),
+                    predictor.seg_size)
 plain_out = np.asarray(segmenter.predict_on_batch(batch))
-flipped_out = np.asarray(segmenter.predict_on_batch(batch[:, :, ::-1]))[:, :, ::-1]
-by_hand = (plain_out + flipped_out) / 2
+hflip = flip_tta(segmenter.predict_on_batch, batch)  # axis 2: left-right, flipped back
 library = predictor.probabilities(ds, test_ids[:4], split="test", tta="hflip").masks
-print(f"largest change TTA makes to a probability: {np.abs(by_hand - plain_out).max():.4f}")
-print(f"hflip TTA by hand matches the library: {np.allclose(by_hand, library, atol=1e-5)}")
+print(f"largest change TTA makes to a probability: {np.abs(hflip - plain_out).max():.4f}")
+print(f"hflip TTA here matches the predictor's: {np.allclose(hflip, library, atol=1e-5)}")
 
 # %% [markdown]
 # ## 6. Searching the thresholds
@@ -275,13 +259,13 @@ plot_threshold_curves(record)
 # %%
 test_tta = predictor.probabilities(ds, test_ids, split="test", tta="flips")
 stages = {
-    "all_empty": {},
-    "segmenter_only": predictor.rles(test_plain, Thresholds(), gate=False),
-    "classifier_segmenter": predictor.rles(test_plain, Thresholds(label=[0.5] * 4)),
-    "postprocessed": predictor.rles(test_plain, tuned),
-    "two_stage": predictor.rles(test_tta, tuned),
+    "all_empty": Annotations.empty(test_ids),
+    "segmenter_only": predictor.annotations(test_plain, Thresholds(), gate=False),
+    "classifier_segmenter": predictor.annotations(test_plain, Thresholds(label=[0.5] * 4)),
+    "postprocessed": predictor.annotations(test_plain, tuned),
+    "two_stage": predictor.annotations(test_tta, tuned),
 }
-by_hand_scores = {stage: score(rles) for stage, rles in stages.items()}
+by_hand_scores = {stage: score(masks) for stage, masks in stages.items()}
 for stage, value in by_hand_scores.items():
     print(f"{stage:>22}: {value:.4f}")
 
@@ -294,10 +278,10 @@ for stage, value in by_hand_scores.items():
 # %%
 tune_run(run, ds, tta="flips")
 metrics = evaluate_run(run, ds, out=run / "evaluation")
-print(stage_table(metrics))
+print(ablation_table(metrics))
 print("library agrees with the table by hand:",
-      all(abs(metrics[s]["competition_dice"] - by_hand_scores[s]) < 1e-9 for s in STAGES))
-plot_stage_scores(metrics, STAGES)
+      all(abs(metrics[s]["competition_dice"] - by_hand_scores[s]) < 1e-9 for s in ABLATIONS))
+plot_stage_scores(metrics, ABLATIONS)
 
 # %% [markdown]
 # ## 8. A submission

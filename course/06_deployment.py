@@ -40,7 +40,7 @@ import tensorflow as tf
 import tf2onnx
 from IPython.display import Markdown, display
 
-from steel_keras.course import SMOKE, course_data, pick, work_dir
+from steel_keras.chapters import SMOKE, course_data, pick, work_dir
 from steel_keras.data import SteelDataset
 from steel_keras.deploy import (
     Parity,
@@ -51,12 +51,14 @@ from steel_keras.deploy import (
     markdown_report,
     run_images,
 )
+from steel_keras.deploy.benchmark import latency_percentiles, throughput
 from steel_keras.deploy.bf16 import cpu_bf16_support
 from steel_keras.deploy.demo import make_demo_run
+from steel_keras.deploy.parity import dice_agreement, max_abs_difference
 from steel_keras.metrics.competition import competition_dice
 from steel_keras.models import load_model
 from steel_keras.paths import default_runs_dir
-from steel_keras.pipeline import TwoStagePredictor
+from steel_keras.runs import load_run
 from steel_keras.train import train_classifier, train_segmenter
 
 # TensorFlow logs each SavedModel it writes and warns when a model sees a new batch size;
@@ -135,18 +137,13 @@ onnx_out = session.run(None, {"image": images})[0]
 # agreement** of the masks both give at 0.5 (1 where both masks are identical). Float32 maths
 # in a different order is not bit-identical, so the difference is small rather than zero; the
 # library's bars for an FP32 export are a difference of at most 1e-3 and an agreement of at
-# least 0.999. By hand, and with the library's `Parity`:
+# least 0.999. For one pair of outputs, the library's `max_abs_difference` and
+# `dice_agreement`; over many batches, its `Parity`:
 
 # %%
-def dice_agreement(a, b, threshold=0.5):
-    a, b = a >= threshold, b >= threshold
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else 2 * (a & b).sum() / total
-
-
 parity = Parity()
 parity.update(keras_out, onnx_out)
-print(f"by hand: max |difference| {np.abs(onnx_out - keras_out).max():.2e}, "
+print(f"max |difference| {max_abs_difference(keras_out, onnx_out):.2e}, "
       f"Dice agreement {dice_agreement(keras_out, onnx_out):.6f}")
 print({k: v for k, v in parity.result().items() if k in ("max_abs_diff", "dice_agreement",
                                                          "within_bars")})
@@ -173,24 +170,18 @@ print(pd.DataFrame(exports).T.to_string())
 
 # %% [markdown]
 # The whole two-stage pipeline of chapter 5 then runs on ONNX Runtime, with no TensorFlow in
-# the loop, through the same `TwoStagePredictor` (`steel-keras predict --runtime onnx`). Its
-# masks must agree with the Keras pipeline's: scored with the competition metric against the
-# Keras masks as if they were the truth, 1 means identical.
+# the loop: the same two-stage predictor, loaded with `load_run(run, runtime="onnx")` (what
+# `steel-keras predict --runtime onnx` does). Its masks must agree with the Keras pipeline's:
+# scored with the competition metric against the Keras masks as if they were the truth, 1
+# means identical.
 
 # %%
-def as_table(rles):
-    rows = [(i, c, r) for i, per in rles.items() for c, r in per.items()]
-    return pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"])
-
-
 test_ids = ds.test_image_ids[:pick(full=16, smoke=4)]
-keras_rles = TwoStagePredictor.from_run(run).predict_rles(ds, test_ids, split="test")
-onnx_rles = TwoStagePredictor.from_run(run, runtime="onnx").predict_rles(ds, test_ids,
-                                                                          split="test")
-agreement = competition_dice(as_table(onnx_rles), as_table(keras_rles), image_ids=test_ids)
-print(f"{len(test_ids)} test images: Keras pipeline {sum(map(len, keras_rles.values()))} "
-      f"masks, ONNX pipeline {sum(map(len, onnx_rles.values()))} masks; agreement "
-      f"{agreement.competition_dice:.6f}")
+keras_masks = load_run(run).predict(ds, test_ids, split="test")
+onnx_masks = load_run(run, runtime="onnx").predict(ds, test_ids, split="test")
+agreement = competition_dice(onnx_masks, keras_masks, image_ids=test_ids)
+print(f"{len(test_ids)} test images: Keras pipeline {len(keras_masks.table)} masks, ONNX "
+      f"pipeline {len(onnx_masks.table)} masks; agreement {agreement.competition_dice:.6f}")
 
 # %% [markdown]
 # ### INT8 on the CPU
@@ -279,7 +270,8 @@ for fmt in ("tensorrt", "tftrt"):
 # untimed warm-up calls first (the first call builds graphs, allocates memory, and in
 # TensorRT's case may choose kernels); many timed calls, reported as percentiles of the
 # latency (the median and the 95th percentile, since a mean hides the slow calls) and as
-# throughput (images per second). Keras's `model.predict` against ONNX Runtime:
+# throughput (images per second), with the library's `latency_percentiles` and `throughput`
+# (what `benchmark_run` reports too). Keras's `model.predict` against ONNX Runtime:
 
 # %%
 def time_calls(predict, batch, iterations=ITERATIONS, warmup=2):
@@ -298,9 +290,8 @@ by_hand = {}
 for name, predict in [("keras predict", lambda x: segmenter.predict(x, verbose=0)),
                       ("onnx runtime", onnx_runner.predict)]:
     seconds = time_calls(predict, images)
-    by_hand[name] = {"images/s": len(images) * len(seconds) / seconds.sum(),
-                     "p50 ms": 1000 * np.percentile(seconds, 50),
-                     "p95 ms": 1000 * np.percentile(seconds, 95)}
+    p50, p95 = latency_percentiles(seconds, (50, 95)).values()
+    by_hand[name] = {"images/s": throughput(len(images), seconds), "p50 ms": p50, "p95 ms": p95}
 print(pd.DataFrame(by_hand).T.round(1).to_string())
 
 # %% [markdown]

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -21,10 +22,24 @@ import numpy as np
 import pandas as pd
 
 from steel_keras.constants import CLASS_IDS
-from steel_keras.data.dataset import SteelDataset, open_dataset
+from steel_keras.data.dataset import (
+    SteelDataset,
+    defect_free_ids,
+    open_dataset,
+    per_image_table,
+)
 from steel_keras.rle import decode_rle
 
-__all__ = ["QUANTILES", "compute_eda", "format_eda_summary", "run_eda", "summarize_per_image"]
+__all__ = [
+    "QUANTILES",
+    "class_balance",
+    "classes_per_image",
+    "compute_eda",
+    "empty_pair_share",
+    "format_eda_summary",
+    "run_eda",
+    "summarize_masks",
+]
 
 #: Area statistics reported per class: name -> quantile (None for the mean).
 QUANTILES = {"p05": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95, "mean": None}
@@ -42,36 +57,79 @@ def _area_stats(areas: pd.Series) -> dict:
     return stats
 
 
-def summarize_per_image(table: pd.DataFrame) -> dict:
-    """The EDA counts of a per-image table (``SteelDataset.per_image_table()``'s columns).
+def class_balance(long_table: pd.DataFrame) -> pd.Series:
+    """Images with a mask of each class: a Series indexed 1-4 (zeros included), named "images".
+
+    Example:
+        >>> table = pd.DataFrame({"ImageId": ["a.jpg", "a.jpg", "b.jpg"], "ClassId": [1, 3, 3],
+        ...                       "EncodedPixels": ["1 2", "5 2", "9 2"]})
+        >>> class_balance(table).tolist()
+        [1, 0, 2, 0]
+    """
+    counts = long_table.groupby("ClassId")["ImageId"].nunique()
+    return counts.reindex(list(CLASS_IDS), fill_value=0).astype(np.int64).rename("images")
+
+
+def classes_per_image(long_table: pd.DataFrame, all_ids: Sequence[str]) -> pd.Series:
+    """Images with 0, 1, 2, 3 and 4 defect classes: a Series indexed 0-4, named "images".
+
+    Defect-free images, which only ``all_ids`` lists, count in row 0; the sum is the number of
+    distinct images.
+    """
+    per_image = long_table.groupby("ImageId")["ClassId"].nunique()
+    n_classes = per_image.reindex(sorted(set(all_ids)), fill_value=0)
+    counts = n_classes.value_counts().reindex(range(len(CLASS_IDS) + 1), fill_value=0)
+    return counts.astype(np.int64).rename("images")
+
+
+def empty_pair_share(long_table: pd.DataFrame, n_images: int) -> float:
+    """Share of the ``4 * n_images`` (image, class) pairs without a mask.
+
+    That is the competition score of an all-empty submission: Dice is 1 on an empty pair
+    predicted empty and 0 on a non-empty pair predicted empty.
+
+    Raises:
+        ValueError: ``n_images`` is 0 or less, or too few to hold the table's masks.
+    """
+    n_pairs, n_masks = len(CLASS_IDS) * n_images, len(long_table)
+    if n_images <= 0 or n_masks > n_pairs:
+        raise ValueError(
+            f"n_images={n_images} cannot hold {n_masks} masks; give the number of "
+            "images, defect-free ones included"
+        )
+    return (n_pairs - n_masks) / n_pairs
+
+
+def summarize_masks(long_table: pd.DataFrame, all_ids: Sequence[str]) -> dict:
+    """The EDA counts of a long table (non-empty masks) and the list of every image id.
 
     Returns:
         images, images_with_defects, images_without_defects, defect_free_share, masks,
         images_per_class, masks_per_class, multi_class_images, classes_per_image (0-4),
         class_combinations, area_quantiles and empty_pair_share; class keys are "1"-"4".
     """
+    table = per_image_table(long_table, all_ids)
     n_images = len(table)
     if n_images == 0:
-        raise ValueError("the per-image table is empty: no train images to describe")
-    per_class = {str(c): int((table[f"area_{c}"] > 0).sum()) for c in CLASS_IDS}
-    n_masks = sum(per_class.values())
-    with_defects = int(table["has_defect"].sum())
-    histogram = table["n_classes"].value_counts()
+        raise ValueError("no train images to describe")
+    per_class = {str(c): int(n) for c, n in class_balance(long_table).items()}
+    n_free = len(defect_free_ids(long_table, all_ids))
+    histogram = classes_per_image(long_table, all_ids)
     combos = table["classes"].replace("", "none").value_counts()
     return {
         "images": n_images,
-        "images_with_defects": with_defects,
-        "images_without_defects": n_images - with_defects,
-        "defect_free_share": (n_images - with_defects) / n_images,
-        "masks": n_masks,
+        "images_with_defects": n_images - n_free,
+        "images_without_defects": n_free,
+        "defect_free_share": n_free / n_images,
+        "masks": len(long_table),
         "images_per_class": per_class,
         # One RLE per (image, class), so masks and images per class are the same count.
         "masks_per_class": dict(per_class),
         "multi_class_images": int((table["n_classes"] > 1).sum()),
-        "classes_per_image": {str(k): int(histogram.get(k, 0)) for k in range(5)},
+        "classes_per_image": {str(k): int(v) for k, v in histogram.items()},
         "class_combinations": {str(k): int(v) for k, v in combos.sort_index().items()},
         "area_quantiles": {str(c): _area_stats(table[f"area_{c}"]) for c in CLASS_IDS},
-        "empty_pair_share": (4 * n_images - n_masks) / (4 * n_images),
+        "empty_pair_share": empty_pair_share(long_table, n_images),
     }
 
 
@@ -82,7 +140,7 @@ def _count_objects(mask: np.ndarray, rle: str) -> int:
     # Runs are column-major: a run's first and last pixel give the columns it touches.
     first = int(values[0] - 1) // height
     last = int(values[-2] + values[-1] - 2) // height
-    return cv2.connectedComponents(mask[:, first:last + 1], connectivity=8)[0] - 1
+    return cv2.connectedComponents(mask[:, first : last + 1], connectivity=8)[0] - 1
 
 
 def _mask_shapes(masks: pd.DataFrame) -> dict:
@@ -98,8 +156,10 @@ def _mask_shapes(masks: pd.DataFrame) -> dict:
                 union = mask.copy() if union is None else union + mask
         if union is not None:
             overlapping += int(np.count_nonzero(union > 1))
-    return {"objects_per_class": {str(c): n for c, n in objects.items()},
-            "overlapping_pixels": overlapping}
+    return {
+        "objects_per_class": {str(c): n for c, n in objects.items()},
+        "overlapping_pixels": overlapping,
+    }
 
 
 def compute_eda(ds: SteelDataset | str | Path | None, *, count_objects: bool = True) -> dict:
@@ -111,20 +171,24 @@ def compute_eda(ds: SteelDataset | str | Path | None, *, count_objects: bool = T
             classes (a few ms a mask); False skips both.
 
     Returns:
-        A JSON-ready dict: :func:`summarize_per_image`'s keys, plus data_dir, train_csv_format,
+        A JSON-ready dict: :func:`summarize_masks`'s keys, plus data_dir, train_csv_format,
         test_images and, with ``count_objects``, objects_per_class and overlapping_pixels.
     """
     ds = open_dataset(ds)
-    stats = {"data_dir": str(ds.root), "train_csv_format": ds.annotations.format,
-             "test_images": len(ds.test_image_ids)}
-    stats.update(summarize_per_image(ds.per_image_table()))
+    stats = {
+        "data_dir": str(ds.root),
+        "train_csv_format": ds.annotations.format,
+        "test_images": len(ds.test_image_ids),
+    }
+    stats.update(summarize_masks(ds.masks_table, ds.train_image_ids))
     if count_objects:
         stats.update(_mask_shapes(ds.masks_table))
     return stats
 
 
-def _example_ids(ds: SteelDataset, table: pd.DataFrame, class_id: int, n: int,
-                 seed: int) -> list[str]:
+def _example_ids(
+    ds: SteelDataset, table: pd.DataFrame, class_id: int, n: int, seed: int
+) -> list[str]:
     """Up to ``n`` images with ``class_id`` whose files exist, a seeded random choice."""
     candidates = table.loc[table[f"area_{class_id}"] > 0, "ImageId"].to_numpy()
     chosen: list[str] = []
@@ -156,8 +220,14 @@ def _example_figures(ds: SteelDataset, out_dir: Path, n: int, seed: int) -> tupl
         if not ids:
             skipped[str(class_id)] = _why_no_examples(ds, table, class_id)
             continue
-        examples = [(ds.load_image(i), ds.load_masks(i),
-                     f"{i}: class {table.at[i, 'classes'].replace(' ', ' + ')}") for i in ids]
+        examples = [
+            (
+                ds.load_image(i),
+                ds.load_masks(i),
+                f"{i}: class {table.at[i, 'classes'].replace(' ', ' + ')}",
+            )
+            for i in ids
+        ]
         name = f"examples_class_{class_id}.png"
         plot_overlays(examples, out=out_dir / name)
         figures[f"examples_class_{class_id}"] = name
@@ -194,14 +264,19 @@ def run_eda(
     out.mkdir(parents=True, exist_ok=True)
     stats = compute_eda(ds)
     table = ds.per_image_table()
-    viz.plot_class_balance(stats["images_per_class"], total_images=stats["images"],
-                           images_without_defects=stats["images_without_defects"],
-                           out=out / "class_balance.png")
+    viz.plot_class_balance(
+        stats["images_per_class"],
+        total_images=stats["images"],
+        images_without_defects=stats["images_without_defects"],
+        out=out / "class_balance.png",
+    )
     viz.plot_classes_per_image(stats["classes_per_image"], out=out / "classes_per_image.png")
-    viz.plot_area_histograms({c: table[f"area_{c}"] for c in CLASS_IDS},
-                             out=out / "area_histograms.png")
-    figures = {name: f"{name}.png" for name in
-               ("class_balance", "classes_per_image", "area_histograms")}
+    viz.plot_area_histograms(
+        {c: table[f"area_{c}"] for c in CLASS_IDS}, out=out / "area_histograms.png"
+    )
+    figures = {
+        name: f"{name}.png" for name in ("class_balance", "classes_per_image", "area_histograms")
+    }
     examples, skipped = _example_figures(ds, out, examples_per_class, seed)
     stats["figures"] = {**figures, **examples}
     stats["figures_skipped"] = skipped
@@ -230,8 +305,11 @@ def format_eda_summary(stats: dict) -> str:
         objects = _cells(stats["objects_per_class"], lambda v: f"{v:,}")
         lines.append(f"  objects           {objects}")
     medians = {c: q["p50"] for c, q in stats["area_quantiles"].items()}
-    lines.append("  median area (px)  "
-                 + _cells(medians, lambda v: "-" if v is None else f"{v:,.0f}"))
-    lines.append(f"  empty (image, class) pairs: {stats['empty_pair_share']:.4f} "
-                 "= the score of an all-empty submission")
+    lines.append(
+        "  median area (px)  " + _cells(medians, lambda v: "-" if v is None else f"{v:,.0f}")
+    )
+    lines.append(
+        f"  empty (image, class) pairs: {stats['empty_pair_share']:.4f} "
+        "= the score of an all-empty submission"
+    )
     return "\n".join(lines)

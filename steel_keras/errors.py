@@ -21,5 +21,9 @@ class ConfigError(SteelKerasError, ValueError):
     """An unknown model, backbone, loss or recipe name, or an image size a model cannot take."""
 
 
+class RuntimeUnavailableError(SteelKerasError):
+    """A runtime or converter this machine lacks (TensorRT, TF-TRT, OpenVINO, ONNX Runtime)."""
+
+
 class TrainingError(SteelKerasError):
     """Training could not go on: the loss became NaN or infinite."""

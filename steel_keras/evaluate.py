@@ -17,34 +17,30 @@ which also tuned the thresholds, so those figures are optimistic and the report 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from steel_keras.constants import CLASS_IDS
-from steel_keras.data.annotations import write_submission
+from steel_keras.data.annotations import Annotations, write_submission
 from steel_keras.data.dataset import SteelDataset, open_dataset
 from steel_keras.errors import DataError
+from steel_keras.paths import atomic_write_text
 from steel_keras.pipeline import Probabilities, Thresholds, TwoStagePredictor, search_thresholds
-from steel_keras.runs import PIPELINE_FILE, load_run, read_config
+from steel_keras.rundir import PIPELINE_FILE, read_config, read_json, read_pipeline, write_json
+from steel_keras.runs import load_run
 
-STAGES = ("all_empty", "segmenter_only", "classifier_segmenter", "postprocessed", "two_stage")
-STAGE_LABELS = {
+#: The rows of the evaluation, each adding one step of the pipeline to the one before.
+ABLATIONS = ("all_empty", "segmenter_only", "classifier_segmenter", "postprocessed", "two_stage")
+ABLATION_LABELS = {
     "all_empty": "all empty (no masks)",
     "segmenter_only": "segmenter only (pixel 0.5)",
     "classifier_segmenter": "classifier gate 0.5 + segmenter",
     "postprocessed": "+ tuned thresholds, min area",
     "two_stage": "+ TTA: the full two-stage pipeline",
 }
-
-
-def _as_table(rles: dict[str, dict[int, str]]) -> pd.DataFrame:
-    rows = [(i, c, r) for i, per in rles.items() for c, r in per.items()]
-    return pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"])
 
 
 def _truth_masks(ds: SteelDataset, image_ids: list[str], size: tuple[int, int],
@@ -63,20 +59,23 @@ def tune_run(run_dir: str | Path, data: str | Path | SteelDataset | None = None,
     probs = predictor.probabilities(ds, val_ids, split="train", progress=True)
     truth = _truth_masks(ds, val_ids, predictor.seg_size, "train")
     thresholds, record = search_thresholds(probs, truth, min_component=min_component)
-    settings = {"tta": tta, "thresholds": thresholds.__dict__, "search": record,
+    settings = {"tta": tta, "thresholds": thresholds.to_dict(), "search": record,
                 "tuned_on": f"validation split ({len(val_ids)} images)"}
-    (run_dir / PIPELINE_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    write_json(run_dir / PIPELINE_FILE, settings)
     return settings
 
 
-def _held_out(ds: SteelDataset, config: dict[str, Any]) -> tuple[list[str], str, Any, str]:
+def _held_out(ds: SteelDataset,
+              config: dict[str, Any]) -> tuple[list[str], str, Annotations, str]:
     """(image ids, split, truth annotations, description) of the images to evaluate on."""
     if ds.test_truth is not None and ds.test_image_ids:
         return ds.test_image_ids, "test", ds.test_truth, "test set (test_truth.csv)"
     _, val_ids = ds.split(config["val_fraction"], seed=config["seed"])
     note = ("validation split: this folder has no test labels, and the thresholds were tuned "
             "on these images, so the post-processed figures are optimistic")
-    return val_ids, "train", ds.annotations, note
+    table = ds.annotations.table
+    truth = Annotations(table[table["ImageId"].isin(set(val_ids))], sorted(val_ids))
+    return val_ids, "train", truth, note
 
 
 def _score_stages(predictor: TwoStagePredictor, plain: Probabilities, tta: Probabilities,
@@ -85,18 +84,18 @@ def _score_stages(predictor: TwoStagePredictor, plain: Probabilities, tta: Proba
 
     gate_only = Thresholds(label=[0.5] * 4)
     predictions = {
-        "all_empty": {},
-        "segmenter_only": predictor.rles(plain, Thresholds(), gate=False),
-        "classifier_segmenter": predictor.rles(plain, gate_only, gate=True),
-        "postprocessed": predictor.rles(plain, predictor.thresholds, gate=True),
-        "two_stage": predictor.rles(tta, predictor.thresholds, gate=True),
+        "all_empty": Annotations.empty(ids),
+        "segmenter_only": predictor.annotations(plain, Thresholds(), gate=False),
+        "classifier_segmenter": predictor.annotations(plain, gate_only, gate=True),
+        "postprocessed": predictor.annotations(plain, predictor.thresholds, gate=True),
+        "two_stage": predictor.annotations(tta, predictor.thresholds, gate=True),
     }
     scores = {}
-    for stage, rles in predictions.items():
-        result = competition_dice(_as_table(rles), truth, image_ids=ids)
-        scores[stage] = {"competition_dice": result.competition_dice,
-                         "per_class": {str(c): v for c, v in result.per_class.items()},
-                         "masks_predicted": int(sum(len(v) for v in rles.values()))}
+    for row, masks in predictions.items():
+        result = competition_dice(masks, truth, image_ids=ids)
+        scores[row] = {"competition_dice": result.competition_dice,
+                       "per_class": {str(c): v for c, v in result.per_class.items()},
+                       "masks_predicted": len(masks.table)}
     return scores | {"_predictions": predictions}
 
 
@@ -128,23 +127,23 @@ def evaluate_run(run_dir: str | Path, data: str | Path | SteelDataset | None = N
     scores = _score_stages(predictor, plain, tta, truth, ids)
     predictions = scores.pop("_predictions")
     metrics = {"held_out": where, "images": len(ids), "tta": predictor.tta,
-               "thresholds": predictor.thresholds.__dict__, **scores,
+               "thresholds": predictor.thresholds.to_dict(), **scores,
                "classifier": _classifier_metrics(plain, ds, ids, split)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    figures = _plots(out, run_dir, ds, ids, split, predictions["two_stage"]) if plots else []
-    (out / "report.md").write_text(report_markdown(metrics, figures))
+    write_json(out / "metrics.json", metrics)
+    figures = (_plots(out, metrics, run_dir, ds, ids, split, predictions["two_stage"])
+               if plots else [])
+    atomic_write_text(out / "report.md", report_markdown(metrics, figures))
     return metrics
 
 
-def stage_table(metrics: dict[str, Any]) -> str:
-    """The stage-by-stage Markdown table of a metrics dict."""
+def ablation_table(metrics: dict[str, Any]) -> str:
+    """The step-by-step Markdown table of a metrics dict."""
     lines = ["| stage | mean Dice | class 1 | class 2 | class 3 | class 4 |",
              "|---|---|---|---|---|---|"]
-    for stage in STAGES:
-        s = metrics[stage]
+    for row in ABLATIONS:
+        s = metrics[row]
         per = " | ".join(f"{s['per_class'][str(c)]:.4f}" for c in CLASS_IDS)
-        lines.append(f"| {STAGE_LABELS[stage]} (`{stage}`) | {s['competition_dice']:.4f} | "
+        lines.append(f"| {ABLATION_LABELS[row]} (`{row}`) | {s['competition_dice']:.4f} | "
                      f"{per} |")
     return "\n".join(lines) + "\n"
 
@@ -154,7 +153,7 @@ def report_markdown(metrics: dict[str, Any], figures: list[str]) -> str:
     parts = [f"# Evaluation\n\nHeld-out images: {metrics['images']}, {metrics['held_out']}. "
              f"TTA: {metrics['tta']}.\n\nThe competition metric (mean Dice over every "
              "(image, class) pair, 1 where both masks are empty), stage by stage:\n",
-             stage_table(metrics)]
+             ablation_table(metrics)]
     cls = metrics.get("classifier")
     if cls:
         cm = cls["confusion_matrix"]
@@ -169,22 +168,22 @@ def report_markdown(metrics: dict[str, Any], figures: list[str]) -> str:
     return "".join(parts)
 
 
-def _plots(out: Path, run_dir: Path, ds: SteelDataset, ids: list[str], split: str,
-           predictions: dict[str, dict[int, str]]) -> list[str]:
+def _plots(out: Path, metrics: dict[str, Any], run_dir: Path, ds: SteelDataset, ids: list[str],
+           split: str, predictions: Annotations) -> list[str]:
     from steel_keras import viz
 
-    metrics = json.loads((out / "metrics.json").read_text())
-    figures = [viz.plot_stage_scores(metrics, STAGES, out=out / "stages.png")]
-    pipeline = run_dir / PIPELINE_FILE
-    if pipeline.is_file():
-        search = json.loads(pipeline.read_text())["search"]
-        figures.append(viz.plot_threshold_curves(search, out=out / "threshold_curves.png"))
-    examples = [i for i in ids if i in predictions][:3] + [i for i in ids
-                                                           if i not in predictions][:1]
-    figures.append(viz.plot_prediction_overlays(ds, examples, predictions, split=split,
-                                                out=out / "overlays.png"))
-    return [str(out / n) for n in ("stages.png", "threshold_curves.png", "overlays.png")
-            if (out / n).is_file()]
+    viz.plot_stage_scores(metrics, ABLATIONS, out=out / "stages.png")
+    figures = [out / "stages.png"]
+    search = read_pipeline(run_dir).get("search")
+    if search:
+        viz.plot_threshold_curves(search, out=out / "threshold_curves.png")
+        figures.append(out / "threshold_curves.png")
+    with_masks = set(predictions.table["ImageId"])
+    examples = ([i for i in ids if i in with_masks][:3]
+                + [i for i in ids if i not in with_masks][:1])
+    viz.plot_prediction_overlays(ds, examples, predictions, split=split,
+                                 out=out / "overlays.png")
+    return [str(f) for f in [*figures, out / "overlays.png"]]
 
 
 def predict_run(run_dir: str | Path, data: str | Path | SteelDataset | None,
@@ -195,8 +194,8 @@ def predict_run(run_dir: str | Path, data: str | Path | SteelDataset | None,
     if not ds.test_image_ids:
         raise DataError(f"{ds.root} has no images in test_images/; nothing to predict")
     predictor = load_run(run_dir, runtime=runtime)
-    rles = predictor.predict_rles(ds, ds.test_image_ids, split="test", progress=True)
-    return write_submission(out, rles, ds.test_image_ids, format=ds.submission_format)
+    masks = predictor.predict(ds, ds.test_image_ids, split="test", progress=True)
+    return write_submission(out, masks, format=ds.submission_format)
 
 
 def run_baseline(data: str | Path | None = None, out: str | Path = "runs/baseline",
@@ -222,7 +221,7 @@ def run_baseline(data: str | Path | None = None, out: str | Path = "runs/baselin
         t0 = time.perf_counter()
         step()
         timings[name] = round(time.perf_counter() - t0, 1)
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = read_json(out / "metrics.json", "evaluation's metrics")
     metrics["timings_s"] = timings | {"total": round(time.perf_counter() - started, 1)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", metrics)
     return metrics

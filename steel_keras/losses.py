@@ -73,6 +73,25 @@ def soft_dice(y_true, y_pred, smooth: float = 1.0, per_image: bool = True):
     return batch_loss * ops.ones((ops.shape(y_pred)[0],), dtype=y_pred.dtype)
 
 
+def bce_dice_loss(
+    y_true,
+    y_pred,
+    bce_weight: float = 0.75,
+    dice_weight: float = 0.25,
+    *,
+    pos_weight: float | list[float] | None = None,
+    smooth: float = 1.0,
+    per_image: bool = True,
+):
+    """``bce_weight * BCE + dice_weight * soft Dice loss``, one value per image (see ``BCEDice``).
+
+    With the defaults, plain binary cross-entropy (probabilities clipped to
+    ``[1e-7, 1 - 1e-7]``) and the per-image soft Dice loss with smoothing 1.
+    """
+    bce = weighted_bce(y_true, y_pred, pos_weight)
+    return bce_weight * bce + dice_weight * soft_dice(y_true, y_pred, smooth, per_image)
+
+
 def binary_focal(y_true, y_pred, gamma: float = 2.0, alpha: float = 0.25):
     """Per-image binary focal loss (see ``Focal``)."""
     y_pred = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
@@ -239,9 +258,7 @@ class BCEDice(_SteelLoss):
         self.per_image = bool(per_image)
 
     def call(self, y_true, y_pred):
-        bce = weighted_bce(y_true, y_pred, self.pos_weight)
-        dice = soft_dice(y_true, y_pred, self.smooth, self.per_image)
-        return self.bce_weight * bce + self.dice_weight * dice
+        return bce_dice_loss(y_true, y_pred, **self._own_config())
 
     def _own_config(self) -> dict[str, Any]:
         return {

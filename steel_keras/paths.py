@@ -1,9 +1,12 @@
-"""Where things live by default: the embedded synthetic dataset and run directories."""
+"""Where things live by default (the synthetic dataset, run directories), and atomic writes."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from steel_keras.errors import ConfigError
@@ -25,6 +28,38 @@ def default_data_dir() -> Path:
 
 def default_runs_dir() -> Path:
     return project_root() / "runs"
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Write a file (or folder) atomically: yield a temporary path beside ``path``, then rename.
+
+    The temporary path is in the same folder, so the rename is atomic: readers see the old file
+    or the complete new one, never a partial one, and a failure (a full disk, Ctrl-C) leaves
+    the old file as it was.
+
+    Example:
+        >>> with atomic_output(tmp / "out.csv") as partial:  # doctest: +SKIP
+        ...     frame.to_csv(partial)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path) as partial:
+        partial.write_text(text)
+    return Path(path)
 
 
 def check_output_dir(path: str | os.PathLike, what: str = "--out") -> Path:

@@ -14,29 +14,38 @@ images to maximise the competition metric; :class:`TwoStagePredictor` applies th
 optional test-time augmentation (horizontal and/or vertical flips, averaged), and resizes every
 mask back to 256 x 1600 before encoding it.
 
+The predictor takes models (Keras models or any runner with ``predict``) and knows neither
+files nor runtimes: :func:`steel_keras.runs.load_run` builds one from a run directory for a
+runtime. It reads images through the one image path of training
+(:func:`steel_keras.data.images.model_input`), and its masks travel to the scorer and to
+``write_submission`` as one :class:`~steel_keras.data.annotations.Annotations`.
+
 Example:
-    >>> from steel_keras.pipeline import TwoStagePredictor  # doctest: +SKIP
-    >>> predictor = TwoStagePredictor.from_run("runs/baseline")  # doctest: +SKIP
-    >>> masks = predictor.predict_rles(ds, ds.test_image_ids, split="test")  # doctest: +SKIP
+    >>> from steel_keras.runs import load_run  # doctest: +SKIP
+    >>> predictor = load_run("runs/baseline")  # doctest: +SKIP
+    >>> masks = predictor.predict(ds, ds.test_image_ids, split="test")  # doctest: +SKIP
+    >>> masks.table.head(1)  # doctest: +SKIP
+         ImageId  ClassId              EncodedPixels
+    0  0a1b2c.jpg        3  29102 12 29346 24 ...
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from steel_keras.constants import CLASS_IDS, IMAGE_SHAPE, NUM_CLASSES
+from steel_keras.data.annotations import TRAIN_COLUMNS, Annotations
+from steel_keras.data.images import model_input
 from steel_keras.errors import DataError
 from steel_keras.rle import encode_rle
 
 TTA_MODES = ("none", "hflip", "vflip", "flips")
-THRESHOLDS_FILE = "thresholds.json"
 FULL_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 
 
@@ -49,14 +58,9 @@ class Thresholds:
     label: list[float] = field(default_factory=lambda: [0.0] * NUM_CLASSES)
     min_component: int = 0
 
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> Thresholds:
-        return cls(**json.loads(Path(path).read_text()))
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain lists, as ``pipeline.json`` keeps them."""
+        return asdict(self)
 
 
 def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:
@@ -72,6 +76,32 @@ def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:
     return keep[labels]
 
 
+def apply_min_area(masks: np.ndarray, min_area: Sequence[float]) -> np.ndarray:
+    """Empty channel ``c`` of ``(H, W, C)`` masks where it has fewer than ``min_area[c]`` pixels.
+
+    Small masks are mostly false positives on empty pairs, each costing a whole pair's Dice.
+    Returns a new ``uint8`` array; the input is not modified.
+    """
+    out = (np.asarray(masks) != 0).astype(np.uint8)
+    areas = out.sum(axis=(0, 1))
+    out[..., areas < np.asarray(min_area)] = 0
+    return out
+
+
+def gate_masks(
+    masks: np.ndarray, gate_prob: np.ndarray, label_thresholds: Sequence[float]
+) -> np.ndarray:
+    """Empty channel ``c`` where the classifier's probability is below ``label_thresholds[c]``.
+
+    ``gate_prob`` is ``(C,)`` (one per class) or ``(1,)`` (any defect, for every class).
+    Returns a new ``uint8`` array; the input is not modified.
+    """
+    out = (np.asarray(masks) != 0).astype(np.uint8)
+    prob = np.broadcast_to(np.asarray(gate_prob, dtype=np.float64).ravel(), (out.shape[-1],))
+    out[..., prob < np.asarray(label_thresholds)] = 0
+    return out
+
+
 def postprocess(prob: np.ndarray, gate: np.ndarray | None, th: Thresholds) -> np.ndarray:
     """Turn ``(H, W, 4)`` probabilities into ``(H, W, 4)`` uint8 masks.
 
@@ -81,16 +111,13 @@ def postprocess(prob: np.ndarray, gate: np.ndarray | None, th: Thresholds) -> np
         th: the thresholds.
     """
     scale = prob.shape[0] * prob.shape[1] / FULL_PIXELS
-    gate = None if gate is None else np.broadcast_to(np.asarray(gate).ravel(), (NUM_CLASSES,))
-    out = np.zeros(prob.shape, dtype=np.uint8)
+    masks = prob >= np.asarray(th.pixel)
+    if gate is not None:  # first: a gated class needs no component labelling
+        masks = gate_masks(masks, gate, th.label)
+    smallest = int(round(th.min_component * scale))
     for c in range(NUM_CLASSES):
-        if gate is not None and gate[c] < th.label[c]:
-            continue
-        mask = prob[..., c] >= th.pixel[c]
-        mask = remove_small_components(mask, int(round(th.min_component * scale)))
-        if mask.sum() >= th.min_area[c] * scale and mask.any():
-            out[..., c] = mask
-    return out
+        masks[..., c] = remove_small_components(masks[..., c], smallest)
+    return apply_min_area(masks, [area * scale for area in th.min_area])
 
 
 def resize_probabilities(prob: np.ndarray, size: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
@@ -106,26 +133,53 @@ def resize_probabilities(prob: np.ndarray, size: tuple[int, int] = IMAGE_SHAPE) 
 
 
 def _run(model: Any, batch: np.ndarray) -> np.ndarray:
-    """Probabilities from a Keras model or any runner with ``predict(batch)``."""
+    """Probabilities from a Keras model, a runner with ``predict(batch)``, or a function."""
     if hasattr(model, "predict_on_batch"):
         out = model.predict_on_batch(batch)
-    else:
+    elif hasattr(model, "predict"):
         out = model.predict(batch)
+    else:
+        out = model(batch)
     if isinstance(out, dict):  # a classifier with several heads: the any-defect one
         out = out.get("has_defect", next(iter(out.values())))
     return np.asarray(out, dtype=np.float32)
+
+
+TTA_AXES = {"none": (), "hflip": (2,), "vflip": (1,), "flips": (2, 1)}
+
+
+def flip_tta(
+    predict: Callable[[np.ndarray], np.ndarray],
+    batch: np.ndarray,
+    axes: Sequence[int] = (2,),
+    spatial: bool = True,
+) -> np.ndarray:
+    """Average ``predict`` over the batch as it is and flipped along each of ``axes``.
+
+    Args:
+        predict: images ``(B, H, W, 1)`` -> probabilities, e.g. ``model.predict_on_batch``.
+        batch: the images.
+        axes: one flipped copy per axis: 2 flips left-right (the default, horizontal flip
+            TTA), 1 top-bottom.
+        spatial: the predictions are masks ``(B, H, W, C)``, flipped back before averaging;
+            False for a classifier's ``(B, K)`` probabilities.
+
+    Returns:
+        The mean of the ``1 + len(axes)`` predictions, as a float array.
+    """
+    batch = np.asarray(batch)
+    outputs = [np.asarray(predict(batch))]
+    for axis in axes:
+        out = np.asarray(predict(np.flip(batch, axis=axis)))
+        outputs.append(np.flip(out, axis=axis) if spatial else out)
+    return np.mean(outputs, axis=0)
 
 
 def _with_tta(model: Any, batch: np.ndarray, tta: str, spatial: bool) -> np.ndarray:
     """Average the model over flipped copies of the batch (flipping masks back)."""
     if tta not in TTA_MODES:
         raise DataError(f"unknown TTA mode {tta!r}; choose one of {TTA_MODES}")
-    axes = {"none": [], "hflip": [2], "vflip": [1], "flips": [2, 1]}[tta]
-    outputs = [_run(model, batch)]
-    for axis in axes:
-        out = _run(model, np.flip(batch, axis=axis))
-        outputs.append(np.flip(out, axis=axis) if spatial else out)
-    return np.mean(outputs, axis=0)
+    return flip_tta(lambda images: _run(model, images), batch, TTA_AXES[tta], spatial)
 
 
 @dataclass
@@ -143,7 +197,8 @@ class TwoStagePredictor:
     Args:
         segmenters: ``{"all": model}`` for a 4-channel model, or ``{1: m1, ..., 4: m4}`` for
             per-class models; a list of such dicts is averaged (e.g. Unet + FPN). A model is a
-            Keras model or any runner with ``predict(batch) -> probabilities``.
+            Keras model, any runner with ``predict(batch) -> probabilities``, or a function
+            ``batch -> probabilities``.
         seg_size: (h, w) the segmenters take.
         classifier: a model giving (B, 1) or (B, 4) probabilities, or None for no gate.
         cls_size: (h, w) the classifier takes.
@@ -166,26 +221,10 @@ class TwoStagePredictor:
         self.tta = tta
         self.batch_size = batch_size
 
-    @classmethod
-    def from_run(cls, run_dir: str | Path, *, tta: str | None = None,
-                 runtime: str = "keras", **kwargs: Any) -> TwoStagePredictor:
-        """Load the models, image sizes, thresholds and TTA of a trained run directory."""
-        from steel_keras.runs import load_run
-
-        return load_run(run_dir, tta=tta, runtime=runtime, **kwargs)
-
     def _batches(self, ds: Any, image_ids: Sequence[str], split: str) -> Iterator[np.ndarray]:
         for start in range(0, len(image_ids), self.batch_size):
             chunk = image_ids[start:start + self.batch_size]
             yield np.stack([ds.load_image(i, split=split) for i in chunk])
-
-    @staticmethod
-    def _scaled(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        if images.shape[1:3] != size:
-            images = np.stack([np.asarray(Image.fromarray(im).resize((size[1], size[0]),
-                                                                     Image.BOX))
-                               for im in images])
-        return (images.astype(np.float32) / 255.0)[..., None]
 
     def _segment(self, batch: np.ndarray, tta: str) -> np.ndarray:
         per_model = []
@@ -211,31 +250,40 @@ class TwoStagePredictor:
                            desc=f"predicting ({tta} TTA)", unit="batch")
         for images in batches:
             if self.classifier is not None:
-                gates.append(_with_tta(self.classifier, self._scaled(images, self.cls_size),
+                gates.append(_with_tta(self.classifier, model_input(images, self.cls_size),
                                        tta, spatial=False))
-            masks.append(self._segment(self._scaled(images, self.seg_size), tta))
+            masks.append(self._segment(model_input(images, self.seg_size), tta))
         empty = np.zeros((0, *self.seg_size, NUM_CLASSES), np.float32)
         return Probabilities(image_ids, np.concatenate(gates) if gates else None,
                              np.concatenate(masks) if masks else empty)
 
-    def rles(self, probs: Probabilities, thresholds: Thresholds | None = None,
-             gate: bool = True) -> dict[str, dict[int, str]]:
-        """Threshold, clean up, resize to 256 x 1600 and encode: ``{image: {class: rle}}``."""
+    def annotations(self, probs: Probabilities, thresholds: Thresholds | None = None,
+                    gate: bool = True) -> Annotations:
+        """Threshold, clean up, resize to 256 x 1600 and encode every image's masks.
+
+        Args:
+            probs: what :meth:`probabilities` returned.
+            thresholds: the post-processing; defaults to the predictor's.
+            gate: apply the classifier's gate (where there is a classifier).
+
+        Returns:
+            The masks as one long table (non-empty masks only) with every image id.
+        """
         th = thresholds or self.thresholds
-        out: dict[str, dict[int, str]] = {}
+        rows = []
         for n, image_id in enumerate(probs.image_ids):
             g = probs.gate[n] if (gate and probs.gate is not None) else None
-            full = resize_probabilities(probs.masks[n])
-            masks = postprocess(full, g, th)
-            rles = {c: encode_rle(masks[..., c - 1]) for c in CLASS_IDS if masks[..., c - 1].any()}
-            if rles:
-                out[image_id] = rles
-        return out
+            masks = postprocess(resize_probabilities(probs.masks[n]), g, th)
+            rows += [(image_id, c, encode_rle(masks[..., c - 1])) for c in CLASS_IDS
+                     if masks[..., c - 1].any()]
+        table = (pd.DataFrame(rows, columns=list(TRAIN_COLUMNS)).astype({"ClassId": "int64"})
+                 .sort_values(["ImageId", "ClassId"], ignore_index=True))
+        return Annotations(table, sorted(set(probs.image_ids)), "train")
 
-    def predict_rles(self, ds: Any, image_ids: Sequence[str], split: str = "test",
-                     progress: bool = False) -> dict[str, dict[int, str]]:
-        """The full pipeline: ``{image_id: {class_id: rle}}`` for the images with masks."""
-        return self.rles(self.probabilities(ds, image_ids, split, progress=progress))
+    def predict(self, ds: Any, image_ids: Sequence[str], split: str = "test",
+                progress: bool = False) -> Annotations:
+        """The full pipeline on ``image_ids``: the masks of every image, as :meth:`annotations`."""
+        return self.annotations(self.probabilities(ds, image_ids, split, progress=progress))
 
 
 def _dice_table(pred: np.ndarray, truth_area: np.ndarray, inter: np.ndarray) -> np.ndarray:

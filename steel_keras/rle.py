@@ -55,8 +55,12 @@ def _where(image_id: str | None, class_id: int | None) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-# Tokens of at most 18 digits, so that they fit in int64 (the largest image has 409,600 pixels).
-_INTEGER_TOKENS = re.compile(r"\s*(?:[-+]?\d{1,18}(?:\s+|\Z))*")
+# Tokens of at most 18 ASCII digits, so that they fit in int64 (the largest image has 409,600
+# pixels). re.ASCII: Python's \d also matches other scripts' digits ("１", "١"), and \s other
+# spaces (a no-break space), which np.fromstring cannot read.
+_INTEGER = r"[-+]?[0-9]{1,18}"
+_INTEGER_TOKENS = re.compile(rf"\s*(?:{_INTEGER}(?:\s+|\Z))*", re.ASCII)
+_SEPARATORS = re.compile(r"\s+", re.ASCII)
 
 
 def _parse_integers(rle: str) -> np.ndarray | None:
@@ -74,13 +78,14 @@ def _parse_runs(rle: str, n_pixels: int, where: str) -> tuple[np.ndarray, np.nda
     """Split an RLE string into validated 0-indexed starts and lengths."""
     values = _parse_integers(rle)
     if values is None:
-        bad = next(t for t in rle.split() if re.fullmatch(r"[-+]?\d{1,18}", t) is None)
-        if re.fullmatch(r"[-+]?\d+", bad):
+        tokens = _SEPARATORS.split(rle.strip(" \t\n\r\f\v"))
+        bad = next(t for t in tokens if re.fullmatch(_INTEGER, t) is None)
+        if re.fullmatch(r"[-+]?[0-9]+", bad):
             raise RLEError(
                 f"malformed RLE{where}: token {bad[:24]!r}... is far past the end of an image "
                 f"of {n_pixels} pixels"
             )
-        raise RLEError(f"malformed RLE{where}: token {bad!r} is not an integer")
+        raise RLEError(f"malformed RLE{where}: token {bad!r} is not an integer in ASCII digits 0-9")
     if values.size % 2:
         raise RLEError(
             f"malformed RLE{where}: odd number of tokens ({values.size}); "

@@ -1,14 +1,10 @@
 """Training: the defect classifier and the segmenter(s) of a run, from a recipe.
 
-A run directory holds everything one training run made::
-
-    RUN_DIR/config.json               the recipe as run, the data folder, the seed
-    RUN_DIR/classifier/model.keras    the best checkpoint (by validation AUC)
-    RUN_DIR/classifier/history.csv    one row per epoch; curves.png; logs/ (TensorBoard)
-    RUN_DIR/classifier/summary.json   validation accuracy, majority-class accuracy, AUC
-    RUN_DIR/segmenter/model.keras     multi-label mode (or class_1.keras ... per class), best
-                                      checkpoint by validation Dice; history, curves, logs
-    RUN_DIR/segmenter/summary.json    validation Dice on the masks of defective images
+A run directory holds everything one training run made, in the layout of
+:mod:`steel_keras.rundir`: ``config.json`` (the recipe as run, the data folder, the seed), the
+classifier's best checkpoint by validation AUC and the segmenters' by validation Dice, each
+stage's ``history.csv``, curves, TensorBoard logs and ``summary.json`` (validation accuracy
+and AUC; validation Dice on the masks of defective images).
 
 Training keeps the best checkpoint, stops early, follows the recipe's learning-rate schedule,
 resumes an interrupted run from ``backup/`` (``keras.callbacks.BackupAndRestore``), is
@@ -25,11 +21,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +32,7 @@ import numpy as np
 
 from steel_keras.data.augment import make_augmentation
 from steel_keras.data.dataset import SteelDataset, open_dataset
-from steel_keras.data.pipelines import (
+from steel_keras.data.tfdata import (
     classification_dataset,
     per_class_ids,
     segmentation_dataset,
@@ -52,10 +46,19 @@ from steel_keras.recipes import (
     load_recipe,
     recipe_file,
 )
+from steel_keras.rundir import (
+    CONFIG_FILE,
+    STAGES,
+    SUMMARY_FILE,
+    backup_path,
+    history_file,
+    logs_dir,
+    model_file,
+    parse_model_file,
+    read_json,
+    write_json,
+)
 
-CONFIG_FILE = "config.json"
-# Written last: a stage whose summary is there has finished.
-SUMMARY_FILE = "summary.json"
 # Keys of a stage that may change between a run and its resumption.
 # The devices and the dtype policy may change too: a run started on one machine can resume
 # on another.
@@ -175,16 +178,12 @@ def _stage_record(keras: Any, strategy: Any) -> dict[str, Any]:
             "replicas": strategy.num_replicas_in_sync if strategy else 1}
 
 
-def _read_run_config(path: Path) -> dict[str, Any]:
-    """A run's ``config.json``; DataError naming the file where it is damaged."""
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path} is damaged ({exc}); restore it, or train in another --out") \
-            from None
+def _read_run_config(path: Path, what: str = "run's configuration") -> dict[str, Any]:
+    """A run's JSON record (``config.json``, ``summary.json``); DataError where damaged."""
+    config = read_json(path, what)
     if not isinstance(config, dict):
-        raise DataError(f"{path} is damaged (not a JSON object); restore it, or train in "
-                        "another --out")
+        raise DataError(f"{path}: expected a JSON object; the {what} is damaged: restore it, "
+                        "or train in another --out")
     return config
 
 
@@ -199,7 +198,7 @@ def _run_state(run_dir: Path, config: dict[str, Any], stage: str, restart: bool)
                               "choose another --out or delete it")
         return "new"
     previous = _read_run_config(path)
-    other = next(s for s in ("classifier", "segmenter") if s != stage)
+    other = next(s for s in STAGES if s != stage)
     run_changed = [k for k in RUN_KEYS if previous.get(k) != config[k]]
     if run_changed and (run_dir / other).is_dir():
         raise ConfigError(f"run directory {run_dir} holds a {other} trained with another "
@@ -232,24 +231,12 @@ def _start_run(run_dir: Path, config: dict[str, Any], stage: str, state: str) ->
     path = run_dir / CONFIG_FILE
     if path.is_file():
         previous = _read_run_config(path)
-        other = next(s for s in ("classifier", "segmenter") if s != stage)
+        other = next(s for s in STAGES if s != stage)
         if (run_dir / other).is_dir():
             config = {**previous, stage: config[stage]}
     stage_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(path, config)
+    write_json(path, config)
     return stage_dir
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` atomically: a temporary file in the same folder, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _finished(run_dir: Path, stage: str, paths: list[Path]) -> TrainResult:
@@ -258,7 +245,7 @@ def _finished(run_dir: Path, stage: str, paths: list[Path]) -> TrainResult:
         if not model_path.is_file() or not model_path.stat().st_size:
             raise DataError(f"{model_path} is missing or empty although {stage} is marked "
                             f"finished ({SUMMARY_FILE}); train it again with --restart")
-    summary = _read_run_config(run_dir / stage / SUMMARY_FILE)
+    summary = _read_run_config(run_dir / stage / SUMMARY_FILE, f"{stage}'s summary")
     return TrainResult(run_dir, stage, paths, summary, already_trained=True)
 
 
@@ -275,16 +262,16 @@ def _optimizer(keras: Any, cfg: dict[str, Any], steps_per_epoch: int) -> Any:
 
 
 def _callbacks(keras: Any, stage_dir: Path, monitor: str, cfg: dict[str, Any],
-               model_file: str) -> list[Any]:
+               file_name: str) -> list[Any]:
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(str(stage_dir / "backup" / model_file)),
-        keras.callbacks.ModelCheckpoint(str(stage_dir / model_file), monitor=monitor,
+        keras.callbacks.BackupAndRestore(str(backup_path(stage_dir, file_name))),
+        keras.callbacks.ModelCheckpoint(str(stage_dir / file_name), monitor=monitor,
                                         mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", restore_best_weights=True,
                                       patience=cfg["early_stopping_patience"]),
-        keras.callbacks.CSVLogger(str(stage_dir / _history_name(model_file)), append=True),
-        keras.callbacks.TensorBoard(str(stage_dir / "logs" / model_file.removesuffix(".keras"))),
+        keras.callbacks.CSVLogger(str(stage_dir / history_file(file_name)), append=True),
+        keras.callbacks.TensorBoard(str(logs_dir(stage_dir, file_name))),
     ]
     if cfg["schedule"] == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max",
@@ -307,11 +294,6 @@ def _full_size_validation(keras: Any, full: Any, val: Any) -> Any:
     return full_size_validation
 
 
-def _history_name(model_file: str) -> str:
-    stem = model_file.removesuffix(".keras")
-    return "history.csv" if stem == "model" else f"history_{stem}.csv"
-
-
 def _augmentation(cfg: dict[str, Any]) -> Any:
     spec = cfg["augment"]
     if not any(spec.values()):
@@ -331,11 +313,11 @@ def _run_config(ds: SteelDataset, recipe: dict[str, Any], recipe_name: str) -> d
 
 
 def _fit(keras: Any, model: Any, train: Any, val: Any, cfg: dict[str, Any], stage_dir: Path,
-         monitor: str, model_file: str, full: Any = None) -> Any:
+         monitor: str, file_name: str, full: Any = None) -> Any:
     """``model.fit`` with the stage's callbacks; TrainingError where the loss is not finite.
 
     ``full``: a full-size twin of a model built at the crop size, which then validates it."""
-    callbacks = _callbacks(keras, stage_dir, monitor, cfg, model_file)
+    callbacks = _callbacks(keras, stage_dir, monitor, cfg, file_name)
     if full is not None:
         callbacks.insert(0, _full_size_validation(keras, full, val))
     # shuffle=False: the tf.data pipeline already shuffles, reproducibly from the seed.
@@ -345,7 +327,7 @@ def _fit(keras: Any, model: Any, train: Any, val: Any, cfg: dict[str, Any], stag
     for epoch, loss in zip(history.epoch, history.history.get("loss", []), strict=False):
         if not math.isfinite(loss):
             raise TrainingError(
-                f"{stage_dir / model_file}: the training loss became {loss} in epoch "
+                f"{stage_dir / file_name}: the training loss became {loss} in epoch "
                 f"{epoch + 1}, so training stopped and the stage is not marked finished; "
                 f"lower learning_rate (now {cfg['learning_rate']}) or check the data, then "
                 "train again with --restart")
@@ -353,25 +335,21 @@ def _fit(keras: Any, model: Any, train: Any, val: Any, cfg: dict[str, Any], stag
 
 
 def _save_model(model: Any, path: Path) -> None:
-    """Save a ``.keras`` file atomically (the name ends in .keras, as Keras wants)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
+    """Save a ``.keras`` file atomically (the temporary name ends in .keras, as Keras wants)."""
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
     try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        model.save(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
-def _plot_curves(stage_dir: Path, model_file: str) -> None:
+def _plot_curves(stage_dir: Path, file_name: str) -> None:
     from steel_keras.viz import plot_training_curves
 
-    history = stage_dir / _history_name(model_file)
+    history = stage_dir / history_file(file_name)
     if history.is_file() and history.stat().st_size:
-        stem = model_file.removesuffix(".keras")
-        name = "curves.png" if stem == "model" else f"curves_{stem}.png"
-        plot_training_curves(history, stage_dir / name)
+        plot_training_curves(history, stage_dir / history_file(file_name, "curves", ".png"))
 
 
 @dataclass
@@ -439,7 +417,7 @@ def train_classifier(
     """
     plan = _plan(data, run_dir, recipe, "classifier", overrides, restart)
     ds, cfg, config, run_dir = plan.ds, plan.cfg, plan.config, plan.run_dir
-    model_path = run_dir / "classifier" / "model.keras"
+    model_path = run_dir / "classifier" / model_file()
     if plan.state == "finished":
         return _finished(run_dir, "classifier", [model_path])
     keras, strategy = _setup_keras(config["seed"], cfg)
@@ -466,17 +444,17 @@ def train_classifier(
     _plot_curves(stage_dir, model_path.name)
     summary = _classifier_summary(model, val, ds.class_labels(val_ids))
     summary.update(_stage_record(keras, strategy))
-    _write_json(stage_dir / SUMMARY_FILE, summary)
+    write_json(stage_dir / SUMMARY_FILE, summary)
     return TrainResult(run_dir, "classifier", [model_path], summary)
 
 
 def _classifier_summary(model: Any, val: Any, labels: np.ndarray) -> dict[str, Any]:
-    from steel_keras.metrics.classification import roc_auc
+    from steel_keras.metrics.classification import majority_accuracy, roc_auc
 
     truth = labels.any(axis=1).astype(int)
     prob = np.asarray(model.predict(val, verbose=0)).reshape(-1)
     accuracy = float(((prob >= 0.5).astype(int) == truth).mean())
-    majority = float(max(truth.mean(), 1 - truth.mean()))
+    majority = majority_accuracy(truth)
     return {"val_images": int(truth.size), "val_accuracy": accuracy,
             "majority_accuracy": majority, "accuracy_over_majority": accuracy - majority,
             "val_auc": roc_auc(truth, prob)}
@@ -509,14 +487,14 @@ def _segmenter_jobs(ds: SteelDataset, train_ids: list[str], cfg: dict[str, Any],
     pool = multilabel_pool(ds, train_ids, cfg["train_on"], cfg["clean_fraction"], seed)
     jobs = []
     for arch in archs:
-        prefix = "" if len(archs) == 1 else f"{arch}_"
+        prefix = arch if len(archs) > 1 else None
         if cfg["mode"] == "per_class":
             for class_id in (1, 2, 3, 4):
                 ids = per_class_ids(ds, train_ids, class_id,
                                     other_fraction=cfg["other_fraction"], seed=seed)
-                jobs.append((f"{prefix}class_{class_id}.keras", class_id, ids, arch))
+                jobs.append((model_file(prefix, class_id), class_id, ids, arch))
         else:
-            jobs.append((f"{prefix}model.keras", None, pool, arch))
+            jobs.append((model_file(prefix), None, pool, arch))
     return jobs
 
 
@@ -563,7 +541,7 @@ def train_segmenter(
         _train_one_segmenter(keras, strategy, ds, job, val_ids, cfg, stage_dir,
                              config["seed"], start)
     summary = segmenter_summary(ds, val_ids, paths, cfg) | _stage_record(keras, strategy)
-    _write_json(stage_dir / SUMMARY_FILE, summary)
+    write_json(stage_dir / SUMMARY_FILE, summary)
     return TrainResult(run_dir, "segmenter", paths, summary)
 
 
@@ -612,7 +590,7 @@ def _train_one_segmenter(keras: Any, strategy: Any, ds: SteelDataset,
     from steel_keras.losses import get_loss
     from steel_keras.metrics.keras_metrics import DicePerClass
 
-    model_file, class_id, ids, arch = job
+    file_name, class_id, ids, arch = job
     train, val = _segmenter_data(ds, ids, val_ids, cfg, class_id, seed)
     steps = math.ceil(len(ids) / cfg["batch_size"])
     model, full = _build_segmenters(strategy, cfg, arch, class_id)
@@ -625,14 +603,14 @@ def _train_one_segmenter(keras: Any, strategy: Any, ds: SteelDataset,
                 full.compile(loss=get_loss(phase["loss"], **phase["loss_kwargs"]),
                              metrics=[DicePerClass(name="dice")])
         start()
-        _fit(keras, model, train, val, phase, stage_dir, "val_dice", model_file, full)
-    path = stage_dir / model_file
+        _fit(keras, model, train, val, phase, stage_dir, "val_dice", file_name, full)
+    path = stage_dir / file_name
     if full is not None:
         full.set_weights(model.get_weights())  # the best weights, restored by early stopping
         _save_model(full, path)
     elif not path.is_file():  # the monitored metric never improved (e.g. NaN)
         _save_model(model, path)
-    _plot_curves(stage_dir, model_file)
+    _plot_curves(stage_dir, file_name)
 
 
 def segmenter_summary(ds: SteelDataset, val_ids: list[str], paths: list[Path],
@@ -640,9 +618,9 @@ def segmenter_summary(ds: SteelDataset, val_ids: list[str], paths: list[Path],
     """Dice of the saved segmenter(s) on the true masks of the validation images.
 
     For every (image, class) pair whose true mask is not empty, the Dice of the prediction
-    thresholded at 0.5 (at the model's resolution); averaged per class and over all pairs.
+    above 0.5 (at the model's resolution); averaged per class and over all pairs.
     """
-    from steel_keras.metrics.competition import dice
+    from steel_keras.metrics.masks import dice_per_class_on_defects
     from steel_keras.models import load_model
 
     size = _image_size(cfg)
@@ -653,17 +631,13 @@ def segmenter_summary(ds: SteelDataset, val_ids: list[str], paths: list[Path],
     batches = segmentation_dataset(ds, defective, image_size=size, batch_size=8)
     truth = np.concatenate([m.numpy() for _, m in batches])
     prob = _predict_all(paths, [load_model(p) for p in paths], batches)
-    scores: dict[int, list[float]] = {c: [] for c in (1, 2, 3, 4)}
-    for n in range(truth.shape[0]):
-        for c in range(4):
-            if truth[n, ..., c].any():
-                scores[c + 1].append(dice(prob[n, ..., c] >= 0.5, truth[n, ..., c] > 0))
-    every = [s for v in scores.values() for s in v]
+    per_class = dice_per_class_on_defects(prob, truth)
+    masks = (truth > 0.5).any(axis=(1, 2)).sum(axis=0)  # pairs scored per class
     return {"val_defective_images": len(defective), "image_size": list(size),
-            "dice_defective": float(np.mean(every)),
-            "per_class": {str(c): (float(np.mean(v)) if v else None)
-                          for c, v in scores.items()},
-            "masks_per_class": {str(c): len(v) for c, v in scores.items()}}
+            "dice_defective": float(np.nansum(per_class * masks) / masks.sum()),
+            "per_class": {str(c + 1): (None if np.isnan(d) else float(d))
+                          for c, d in enumerate(per_class)},
+            "masks_per_class": {str(c + 1): int(n) for c, n in enumerate(masks)}}
 
 
 def _predict_all(paths: list[Path], models: list[Any], batches: Any) -> np.ndarray:
@@ -671,9 +645,8 @@ def _predict_all(paths: list[Path], models: list[Any], batches: Any) -> np.ndarr
     outputs: dict[str, list[np.ndarray]] = {}
     for path, model in zip(paths, models, strict=True):
         prob = np.asarray(model.predict(batches, verbose=0), dtype=np.float32)
-        stem = path.name.removesuffix(".keras")
-        key = stem.split("class_")[-1] if "class_" in stem else "all"
-        outputs.setdefault(key, []).append(prob)
+        _, class_id = parse_model_file(path.name)
+        outputs.setdefault("all" if class_id is None else str(class_id), []).append(prob)
     if "all" in outputs:
         return np.mean(outputs["all"], axis=0)
     return np.concatenate([np.mean(outputs[str(c)], axis=0) for c in (1, 2, 3, 4)], axis=-1)

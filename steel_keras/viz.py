@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 
 from steel_keras.constants import CLASS_IDS
 from steel_keras.errors import DataError
+from steel_keras.paths import atomic_output
 
 __all__ = [
     "CLASS_COLORS",
@@ -53,8 +54,8 @@ NO_DEFECT_COLOR = "#999999"
 def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
     """Write ``fig`` (PNG, PDF or SVG by the suffix) with Agg, creating folders; return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with atomic_output(path) as partial:
+        fig.savefig(partial, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     return path
 
 
@@ -347,7 +348,7 @@ def plot_threshold_curves(search: Mapping, *, out: str | Path | None = None) -> 
 def plot_prediction_overlays(
     ds,
     image_ids: Sequence[str],
-    predictions: Mapping[str, Mapping[int, str]],
+    predictions,
     *,
     split: str = "test",
     out: str | Path | None = None,
@@ -357,7 +358,7 @@ def plot_prediction_overlays(
     Args:
         ds: a :class:`~steel_keras.data.SteelDataset`.
         image_ids: the images to show.
-        predictions: ``{image_id: {class_id: rle}}`` (images without masks may be absent).
+        predictions: the predicted masks, an :class:`~steel_keras.data.annotations.Annotations`.
         split: where the images and true masks come from (``"test"`` reads test_truth.csv).
     """
     from steel_keras.rle import masks_from_rles
@@ -366,7 +367,7 @@ def plot_prediction_overlays(
     for image_id in image_ids:
         image = ds.load_image(image_id, split=split)
         truth = ds.load_masks(image_id, split=split)
-        predicted = masks_from_rles(dict(predictions.get(image_id, {})), image_id=image_id)
+        predicted = masks_from_rles(predictions.masks_of(image_id), image_id=image_id)
         examples += [(image, truth, f"{image_id}: truth"),
                      (image, predicted, f"{image_id}: prediction")]
     if not examples:

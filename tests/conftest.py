@@ -14,7 +14,9 @@ REAL_SAMPLE = Path(os.environ.get("STEEL_KERAS_REAL_SAMPLE",
 
 @pytest.fixture(scope="session")
 def real_sample() -> Path:
-    """``../shared/real_sample`` (23 real images, real RLE for 1,000 images); skip if absent."""
+    """A folder of real Severstal data: ``$STEEL_KERAS_REAL_SAMPLE``, else ``real_sample`` in a
+    ``shared`` folder beside the checkout (23 real images, real RLE for 1,000 images). Not part
+    of the repository; the tests that use it skip where it is absent."""
     if not (REAL_SAMPLE / "derived" / "train_subset1000_new_format.csv").is_file():
         pytest.skip(f"real Severstal sample not found at {REAL_SAMPLE}")
     return REAL_SAMPLE

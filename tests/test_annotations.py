@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from steel_keras.data.annotations import (
+    TRAIN_COLUMNS,
+    Annotations,
     load_annotations,
     read_annotations,
     read_submission,
@@ -120,7 +122,7 @@ TABLE = pd.DataFrame(
 @pytest.mark.parametrize("fmt", ["original", "train", "submission"])
 def test_write_submission_round_trips(tmp_path, fmt):
     ids = ["a.jpg", "b.jpg", "c.jpg"]
-    path = write_submission(tmp_path / f"{fmt}.csv", TABLE, ids, format=fmt)
+    path = write_submission(tmp_path / f"{fmt}.csv", Annotations(TABLE, ids), format=fmt)
     header = path.read_text().splitlines()[0]
     assert (
         header
@@ -137,13 +139,15 @@ def test_write_submission_round_trips(tmp_path, fmt):
     assert len(path.read_text().splitlines()) == 1 + 4 * len(ids)
 
 
-def test_write_submission_accepts_a_mapping_and_rejects_unknown_images(tmp_path):
-    path = write_submission(tmp_path / "s.csv", {"a.jpg": {2: "1 3", 3: ""}}, ["a.jpg"])
+def test_write_submission_skips_empty_masks_and_rejects_unknown_images(tmp_path):
+    path = write_submission(tmp_path / "s.csv", Annotations(pd.DataFrame(
+        [("a.jpg", 2, "1 3"), ("a.jpg", 3, "")], columns=list(TRAIN_COLUMNS)), ["a.jpg"]))
     assert read_submission(path).rle_lookup() == {"a.jpg": {2: "1 3"}}
     with pytest.raises(DataError, match="not in the submission.*z.jpg"):
-        write_submission(tmp_path / "s.csv", {"z.jpg": {1: "1 3"}}, ["a.jpg"])
+        write_submission(tmp_path / "s.csv", Annotations(pd.DataFrame(
+            [("z.jpg", 1, "1 3")], columns=list(TRAIN_COLUMNS)), ["a.jpg"]))
     with pytest.raises(ValueError, match="format must be one of"):
-        write_submission(tmp_path / "s.csv", TABLE, ["a.jpg"], format="wide")
+        write_submission(tmp_path / "s.csv", Annotations(TABLE, ["a.jpg"]), format="wide")
 
 
 def test_write_annotations_round_trips_and_handles_an_empty_table(tmp_path):
@@ -167,7 +171,8 @@ def test_write_then_read_is_the_identity(tmp_path, data):
             rows.append((image_id, class_id, f"{start} {data.draw(st.integers(1, 600))}"))
     table = pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"])
     fmt = data.draw(st.sampled_from(["original", "train", "submission"]))
-    back = read_submission(write_submission(tmp_path / "s.csv", table, ids, format=fmt))
+    back = read_submission(write_submission(tmp_path / "s.csv", Annotations(table, ids),
+                                         format=fmt))
     assert back.image_ids == ids
     expected = table.sort_values(["ImageId", "ClassId"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(back.table, expected, check_dtype=False)
@@ -249,3 +254,13 @@ def test_rles_are_checked_against_the_given_shape(tmp_path):
     with pytest.raises(RLEError, match="past the last pixel 100"):
         load_annotations(path, shape=(10, 10))
     assert np.array_equal(load_annotations(path).table["ClassId"], [1])
+
+
+def test_write_submission_is_atomic_and_keeps_the_old_file_on_failure(tmp_path):
+    path = write_submission(tmp_path / "s.csv", Annotations(TABLE, ["a.jpg", "c.jpg"]))
+    before = path.read_bytes()
+    broken = Annotations(TABLE.assign(ClassId=["x", 3, 4]), ["a.jpg", "c.jpg"])
+    with pytest.raises(ValueError):
+        write_submission(path, broken)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]  # no partial file left behind

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import nbformat
 
-from steel_keras.course.check import run_chapter
-from steel_keras.course.notebooks import chapters, out_of_sync, sync_notebooks, to_notebook
+from steel_keras.chapters.check import run_chapter
+from steel_keras.chapters.notebooks import chapters, out_of_sync, sync_notebooks, to_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE = REPO / "course"

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from steel_keras.data import SteelDataset, open_dataset, read_image
-from steel_keras.data.annotations import write_annotations, write_submission
-from steel_keras.data.dataset import rle_area
+from steel_keras.data.annotations import Annotations, write_annotations, write_submission
+from steel_keras.data.dataset import defect_free_ids, per_image_table, rle_area
 from steel_keras.data.images import downscale_mask
 from steel_keras.errors import DataError
 from steel_keras.paths import DATA_ENV
@@ -50,7 +50,7 @@ def make_folder(
     rows = [(i, c, encode_rle(m)) for i, per in masks.items() for c, m in per.items()]
     table = pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"])
     if fmt == "original":
-        write_submission(root / "train.csv", table, list(masks), format="original")
+        write_submission(root / "train.csv", Annotations(table, list(masks)), format="original")
     else:
         write_annotations(root / "train.csv", table)
     if test_ids:
@@ -59,7 +59,7 @@ def make_folder(
             save_jpeg(root / "test_images" / image_id, np.full((H, W), DARK, np.uint8))
     if sample_format is not None:
         write_submission(
-            root / "sample_submission.csv", table.iloc[:0], test_ids, format=sample_format
+            root / "sample_submission.csv", Annotations.empty(test_ids), format=sample_format
         )
     return root
 
@@ -101,6 +101,20 @@ def test_both_csv_formats_give_the_same_dataset(folders):
     assert original.submission_format == "original" and new.submission_format == "submission"
 
 
+def test_per_image_table_and_defect_free_ids_of_a_long_table(folders):
+    ds = SteelDataset(folders["train"])
+    masks, ids = ds.masks_table, ds.train_image_ids
+    pd.testing.assert_frame_equal(
+        per_image_table(masks, [*reversed(ids), ids[0]]), ds.per_image_table()
+    )
+    free = defect_free_ids(masks, ids)
+    table = ds.per_image_table()
+    assert free == table.loc[~table["has_defect"], "ImageId"].tolist() and free
+    empty = per_image_table(masks.iloc[:0], ["b.jpg", "a.jpg"])
+    assert empty["ImageId"].tolist() == ["a.jpg", "b.jpg"] and not empty["has_defect"].any()
+    assert empty["area_4"].dtype == np.int64
+
+
 def test_per_image_table(folders):
     table = SteelDataset(folders["train"]).per_image_table().set_index("ImageId")
     assert list(table.columns) == [
@@ -136,8 +150,8 @@ def test_csv_only_folder_takes_ids_from_the_csv(tmp_path):
     rows = [("a.jpg", 1, "1 3")]
     write_submission(
         tmp_path / "train.csv",
-        pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"]),
-        ["a.jpg", "b.jpg"],
+        Annotations(pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"]),
+                    ["a.jpg", "b.jpg"]),
         format="original",
     )
     ds = SteelDataset(tmp_path)
@@ -301,8 +315,8 @@ def many(tmp_path_factory) -> SteelDataset:
     rows = [(f"{k:09x}.jpg", c, "1 3") for k, cs in enumerate(combos) for c in cs]
     write_submission(
         root / "train.csv",
-        pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"]),
-        [f"{k:09x}.jpg" for k in range(len(combos))],
+        Annotations(pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"]),
+                    [f"{k:09x}.jpg" for k in range(len(combos))]),
         format="original",
     )
     return SteelDataset(root)

@@ -21,18 +21,20 @@ import pytest
 from steel_keras.cli import main
 from steel_keras.deploy import (
     BARS,
+    RUNTIMES,
     KerasRunner,
     OnnxRunner,
     Parity,
-    RuntimeUnavailableError,
     SavedModelRunner,
     TFFunctionRunner,
     available_runtimes,
     load_runner,
     run_images,
-    run_models,
 )
-from steel_keras.errors import ConfigError, DataError, SteelKerasError
+from steel_keras.deploy.benchmark import latency_percentiles, throughput
+from steel_keras.deploy.parity import dice_agreement, max_abs_difference
+from steel_keras.errors import ConfigError, DataError, RuntimeUnavailableError, SteelKerasError
+from steel_keras.rundir import run_models
 
 SIZE = (64, 128)
 
@@ -97,6 +99,30 @@ def test_parity_of_dict_outputs_and_empty_masks():
     assert result["dice_agreement"] == 1.0  # nothing on in either
     assert result["values"] == 10 and result["within_bars"]
     assert BARS == {"max_abs_diff": 1e-3, "dice_agreement": 0.999}
+
+
+def test_parity_is_dice_agreement_and_max_abs_difference_over_all_batches():
+    rng = np.random.default_rng(3)
+    reference = [rng.random((2, 4, 6, 4)).astype(np.float32) for _ in range(3)]
+    other = [r + rng.normal(scale=0.05, size=r.shape).astype(np.float32) for r in reference]
+    parity = Parity()
+    for r, o in zip(reference, other, strict=True):
+        parity.update(r, o)
+    result = parity.result()
+    everything = np.concatenate([r.ravel() for r in reference]), np.concatenate(
+        [o.ravel() for o in other])
+    assert result["dice_agreement"] == pytest.approx(dice_agreement(*everything))
+    assert result["max_abs_diff"] == max_abs_difference(*everything) > 0
+    with pytest.raises(ValueError, match="differ in shape"):
+        parity.update(reference[0], other[0][:1])
+
+
+def test_benchmark_figures_from_latencies():
+    seconds = np.array([0.010, 0.012, 0.011, 0.050])
+    assert latency_percentiles(seconds, (50,)) == {50: pytest.approx(11.5)}
+    assert throughput(8, seconds) == pytest.approx(32 / 0.083)
+    with pytest.raises(ValueError):
+        throughput(8, np.array([]))
 
 
 # ----- export and runners -----------------------------------------------------------------------
@@ -190,8 +216,10 @@ def test_missing_export_says_which_command_makes_it(demo_run, tmp_path):
 
 def test_run_models_and_missing_data_folder(demo_run, tmp_path):
     assert [m.name for m in run_models(demo_run)] == ["classifier/model", "segmenter/model"]
-    assert run_models(demo_run)[1].export_path("tensorrt") == (
+    assert RUNTIMES["tensorrt"].export_path(run_models(demo_run)[1]) == (
         demo_run / "export" / "tensorrt" / "segmenter" / "model.engine")
+    assert RUNTIMES["onnx_int8"].export_path(run_models(demo_run)[0]) == (
+        demo_run / "export" / "onnx_int8" / "classifier" / "model.onnx")
     bare = copy_run(demo_run, tmp_path / "moved")
     config = json.loads((bare / "config.json").read_text())
     (bare / "config.json").write_text(json.dumps({**config, "data": str(tmp_path / "gone")}))
@@ -204,21 +232,21 @@ def test_export_subprocess_errors_come_back_as_one_line(tmp_path):
 
     log = tmp_path / "model.log"
     with pytest.raises(SteelKerasError, match=r"^unknown precision 'int9': choose fp32"):
-        run_worker("tftrt", log, saved_model=str(tmp_path), out=str(tmp_path / "out"),
+        run_worker("tftrt", log, source=str(tmp_path), out=str(tmp_path / "out"),
                    precision="int9")
     assert log.read_text().startswith("error: unknown precision")
     with pytest.raises(SteelKerasError) as info:  # a bug in the subprocess: the log has it
-        run_worker("tensorrt", log, onnx_path="model.onnx", out="model.engine", bogus=1)
+        run_worker("tensorrt", log, onnx_path="model.onnx", out="model.engine")
     message = str(info.value)
     assert "the tensorrt export subprocess failed (exit code 1)" in message
-    assert "unexpected keyword argument 'bogus'" in message and str(log) in message
+    assert "missing 1 required positional argument: 'source'" in message and str(log) in message
     assert "Traceback" in log.read_text() and "\n" not in message
 
 
 def test_export_option_errors_are_one_line(demo_run):
     one = one_error_line(steel_keras("export", "--run", str(demo_run), "--format", "onnx",
                                      "--precision", "fp16"))
-    assert "onnx exports are FP32; --precision fp16 applies to --format tensorrt" in one
+    assert "--format onnx takes --precision fp32 or int8, not 'fp16'" in one
     one = one_error_line(steel_keras("export", "--run", str(demo_run / "nope"), "--format",
                                      "onnx"))
     assert "does not exist" in one
@@ -393,7 +421,7 @@ def test_export_refuses_a_model_of_another_size(demo_run, tmp_path):
     with pytest.raises(SteelKerasError, match=r"takes 64 x 128 images but the run's config "
                                               r"says 32 x 64"):
         run_worker("onnx", tmp_path / "model.log",
-                   keras_path=str(demo_run / "segmenter" / "model.keras"),
+                   source=str(demo_run / "segmenter" / "model.keras"),
                    out=str(tmp_path / "model.onnx"), image_size=[32, 64], opset=17)
     assert not (tmp_path / "model.onnx").exists()
 
@@ -484,7 +512,7 @@ def test_standardisation_exports_exactly_at_full_size(tmp_path):
 
     inputs = keras.Input((256, 1600, 1))
     keras.Model(inputs, standardize_image(inputs)).save(tmp_path / "std.keras")
-    info = convert_onnx(tmp_path / "std.keras", tmp_path / "std.onnx", (256, 1600))
+    info = convert_onnx(tmp_path / "std.keras", tmp_path / "std.onnx", image_size=(256, 1600))
     assert info["split_reductions"] == 2  # the mean and the variance
     rng = np.random.default_rng(0)  # bright steel, small spread: mean 0.3, std 0.05
     x = np.clip(0.3 + 0.05 * rng.standard_normal((2, 256, 1600, 1)), 0, 1).astype(np.float32)
@@ -537,11 +565,29 @@ def test_split_reductions_keeps_the_value(opset):
     np.testing.assert_array_equal(after[1], before[1])
 
 
-def test_benchmark_command_knows_every_runtime():
-    from steel_keras.cli import benchmark as cli_benchmark
-    from steel_keras.deploy import RUNTIMES
+def test_the_command_line_offers_exactly_the_registry():
+    """One registry: the choices of export, predict and benchmark are read from it."""
+    from steel_keras.cli import build_parser
+    from steel_keras.deploy.registry import export_formats, precisions
 
-    assert cli_benchmark.RUNTIMES == RUNTIMES
+    verbs = build_parser()._subparsers._group_actions[0].choices
+
+    def choices(verb: str, dest: str) -> list[str]:
+        return next(a.choices for a in verbs[verb]._actions if a.dest == dest)
+
+    assert list(choices("predict", "runtime")) == list(RUNTIMES)
+    assert list(choices("export", "fmt")) == export_formats()
+    assert list(choices("export", "precision")) == precisions()
+    runtimes = next(a for a in verbs["benchmark"]._actions if a.dest == "runtimes")
+    assert runtimes.default == list(RUNTIMES)
+    assert set(export_formats()) == {r.export_format for r in RUNTIMES.values() if r.exported}
+    for runtime in RUNTIMES.values():  # every entry names code that exists
+        from steel_keras.deploy.registry import resolve
+
+        for ref in (runtime.runner, runtime.status, runtime.convert, runtime.check_precision):
+            if ref:
+                assert callable(resolve(ref)), (runtime.name, ref)
+        assert runtime.source is None or RUNTIMES[runtime.source].exported
 
 
 # ----- bfloat16 (tf_bf16) ------------------------------------------------------------------------

@@ -13,8 +13,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from steel_keras.data import write_annotations, write_submission
-from steel_keras.eda import compute_eda, format_eda_summary, run_eda
+from steel_keras.data import Annotations, SteelDataset, write_annotations, write_submission
+from steel_keras.eda import (
+    class_balance,
+    classes_per_image,
+    compute_eda,
+    empty_pair_share,
+    format_eda_summary,
+    run_eda,
+)
 from steel_keras.rle import encode_rle
 
 SHAPE = (256, 1600)
@@ -56,7 +63,7 @@ def make_folder(root: Path, fmt: str) -> Path:
             write_jpeg(root / f"{split}_images" / image_id, seed)
     masks = pd.DataFrame(MASKS, columns=["ImageId", "ClassId", "EncodedPixels"])
     if fmt == "original":
-        write_submission(root / "train.csv", masks, TRAIN_IDS, format="original")
+        write_submission(root / "train.csv", Annotations(masks, TRAIN_IDS), format="original")
     else:
         write_annotations(root / "train.csv", masks)
     return root
@@ -223,3 +230,18 @@ def test_cli_missing_data_folder_is_one_line(tmp_path):
          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "nope" in result.stderr
+
+
+def test_count_functions_are_the_eda_numbers(hand_folder):
+    """class_balance, classes_per_image and empty_pair_share are what `steel-keras eda` prints."""
+    ds = SteelDataset(hand_folder)
+    stats = compute_eda(ds, count_objects=False)
+    masks, ids = ds.masks_table, ds.train_image_ids
+    assert {str(c): n for c, n in class_balance(masks).items()} == stats["images_per_class"]
+    assert {str(k): n for k, n in classes_per_image(masks, ids).items()} == \
+        stats["classes_per_image"]
+    assert empty_pair_share(masks, len(ids)) == stats["empty_pair_share"]
+    assert classes_per_image(masks.iloc[:0], ["b.jpg", "a.jpg", "b.jpg"]).tolist() == \
+        [2, 0, 0, 0, 0]
+    with pytest.raises(ValueError, match="cannot hold 4 masks"):
+        empty_pair_share(masks, 0)

@@ -17,6 +17,7 @@ from steel_keras.losses import (
     Focal,
     SoftDice,
     WeightedBCE,
+    bce_dice_loss,
     get_loss,
     list_losses,
 )
@@ -76,6 +77,15 @@ def test_bce_dice_is_the_weighted_sum_by_hand():
     dice = 1 - (2.6 / 2.9 + 2.0 / 2.9) / 2
     loss = BCEDice(bce_weight=0.75, dice_weight=0.25, pos_weight=(2.0, 1.5))
     assert value(loss, Y, P) == pytest.approx(0.75 * bce + 0.25 * dice, rel=1e-6)
+
+
+def test_bce_dice_loss_is_what_bce_dice_computes():
+    y, p = Y.astype("float32"), P.astype("float32")
+    per_image = np.asarray(bce_dice_loss(y, p, 0.6, 0.4, pos_weight=(2.0, 1.5), smooth=0.5))
+    loss = BCEDice(bce_weight=0.6, dice_weight=0.4, pos_weight=(2.0, 1.5), smooth=0.5)
+    assert per_image.shape == (1,) and float(per_image[0]) == pytest.approx(value(loss, Y, P))
+    plain = float(np.asarray(bce_dice_loss(y, p))[0])
+    assert plain == pytest.approx(value(BCEDice(), Y, P))
 
 
 def test_focal_by_hand():

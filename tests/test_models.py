@@ -20,6 +20,9 @@ from steel_keras.metrics import DicePerClass
 from steel_keras.models import (
     build_classifier,
     build_segmenter,
+    build_small_cnn,
+    classifier_head,
+    decoder_block,
     list_backbones,
     list_classifiers,
     list_segmenters,
@@ -193,6 +196,37 @@ def test_xception_unet_matches_odd_feature_sizes(size):
     layer_types = {type(layer).__name__ for layer in model.layers}
     assert "Resizing" not in layer_types
     assert {"Cropping2D", "ZeroPadding2D"} & layer_types
+
+
+def test_xception_unet_decoder_stages_are_decoder_blocks():
+    model = build_segmenter("unet_xception", input_shape=(72, 100, 1), classes=1)
+    x, skip = keras.Input((9, 13, 32)), keras.Input((18, 25, 16))  # 18 x 26 cropped to 18 x 25
+    block = keras.Model([x, skip], decoder_block(x, skip, 8, "decoder_stage1"))
+    assert block.output_shape == (None, 18, 25, 8)
+    names = [layer.name for layer in block.layers if not isinstance(layer, keras.layers.InputLayer)]
+    assert all(
+        model.get_layer(name).__class__ is block.get_layer(name).__class__
+        for name in names
+        if name != "decoder_stage1_crop"
+    )
+    assert isinstance(model.get_layer("decoder_stage1a_relu"), keras.layers.ReLU)
+
+
+def test_small_cnn_family_shares_the_conv_blocks_and_the_head():
+    chapter = build_small_cnn((32, 96, 1))
+    library = build_classifier("small_cnn", input_shape=(32, 96, 1))
+    assert chapter.count_params() == 99_113
+    assert library.count_params() == chapter.count_params() + 128  # max-pooled features too
+    conv = [layer.name for layer in chapter.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert conv == [f"block{i}_conv" for i in range(1, 6)] and all(
+        library.get_layer(n).kernel.shape == chapter.get_layer(n).kernel.shape for n in conv
+    )
+    features = keras.Input((4, 6, 16))
+    head = keras.Model(features, classifier_head(features))
+    assert [layer.name for layer in head.layers[1:]] == ["pool", "head_dropout", "has_defect"]
+    mobile = build_classifier("mobilenetv2", input_shape=(32, 64, 1), multilabel=True)
+    assert mobile.get_layer("pool").__class__ is keras.layers.GlobalAveragePooling2D
+    assert sorted(mobile.output_names) == ["classes", "has_defect"]
 
 
 def test_xception_unet_reloads_exactly(tmp_path):

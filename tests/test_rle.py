@@ -102,6 +102,9 @@ def test_custom_shape():
         ("1,2", "'1,2' is not an integer"),
         ("+-3 4", "'\\+-3' is not an integer"),
         ("1-2 3", "'1-2' is not an integer"),
+        ("\uff11 \uff13", "'\uff11' is not an integer in ASCII digits"),  # full-width 1 3
+        ("\u0661 \u0663", "'\u0661' is not an integer in ASCII digits"),  # Arabic-Indic 1 3
+        ("1\u00a03", r"'1\\xa03' is not an integer"),  # a no-break space is not a separator
         ("99999999999999999999 2", "far past the end"),
         ("0 3", "starts at 0"),
         ("-4 3", "starts at -4"),

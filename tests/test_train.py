@@ -74,7 +74,7 @@ def test_run_directory_holds_models_history_and_curves(trained_run):
 
 def test_saved_model_predicts_what_it_predicted(trained_run, tiny_dataset):
     from steel_keras.data.dataset import SteelDataset
-    from steel_keras.data.pipelines import load_arrays
+    from steel_keras.data.tfdata import load_arrays
     from steel_keras.models import load_model
 
     run, _, _ = trained_run
@@ -263,7 +263,7 @@ def test_train_cli_unknown_device_is_one_line_exit_2(tiny_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_quick_cpu_meets_its_quality_bars(tmp_path):
-    """The default recipe on the default synthetic data: the issue's quality bars.
+    """The default recipe on the default synthetic data: the baseline's quality bars.
 
     About 5 minutes on 2 cores (4 min 52 s when measured); its time is measured
     by `steel-keras baseline`, in docs/benchmarks.md, not here.

@@ -32,6 +32,7 @@ COMMANDS = [
     "benchmark",
     "make_dataset",
     "download",
+    "doctor",
 ]
 
 EXIT_USAGE = 2

@@ -26,12 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     announce(load_recipe(args.recipe))  # a bad recipe: one line, before TensorFlow
-    from steel_keras.evaluate import run_baseline, stage_table
+    from steel_keras.evaluate import ablation_table, run_baseline
 
     metrics = run_baseline(args.data, args.out, args.recipe, args.tta, restart=args.restart)
     print()
     print(f"Held-out: {metrics['images']} images, {metrics['held_out']}")
-    print(stage_table(metrics))
+    print(ablation_table(metrics))
     print(
         f"report: {args.out}/report.md   submission: {args.out}/submission.csv   "
         f"total {metrics['timings_s']['total']:.0f} s"

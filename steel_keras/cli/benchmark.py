@@ -3,35 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from steel_keras.cli._args import existing_dir, non_negative_int, positive_int
+from steel_keras.deploy.registry import names
 
 NAME = "benchmark"
-HELP = ("time keras, tf_function, tf_bf16, savedmodel, onnx, onnx_int8, tensorrt and tftrt on "
-        "a run's models: throughput, p50/p95 latency, peak memory, parity with Keras")
-# steel_keras.deploy.RUNTIMES, copied: importing the deploy package (numpy) at every command's
-# start-up would cost ~0.1 s; tests/test_deploy.py checks that the two stay equal.
-RUNTIMES = ("keras", "tf_function", "tf_bf16", "savedmodel", "onnx", "onnx_int8", "tensorrt",
-            "tftrt")
+HELP = ("time every runtime (" + ", ".join(names()) + ") on a run's models: throughput, "
+        "p50/p95 latency, peak memory, parity with Keras")
 
 
 def runtime_list(text: str) -> list[str]:
-    """Comma-separated runtime names."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in RUNTIMES]
-    if unknown or not names:
+    """Comma-separated runtime names, each in the registry."""
+    chosen = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in names()]
+    if unknown or not chosen:
         bad = unknown[0] if unknown else text
         raise argparse.ArgumentTypeError(
-            f"unknown runtime {bad!r}: choose from {','.join(RUNTIMES)}")
-    return names
+            f"unknown runtime {bad!r}: choose from {','.join(names())}")
+    return chosen
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="a trained run directory")
-    parser.add_argument("--runtimes", type=runtime_list, default=list(RUNTIMES),
-                        help="comma-separated, from " + ",".join(RUNTIMES) + " (default: all; "
+    parser.add_argument("--runtimes", type=runtime_list, default=names(),
+                        help="comma-separated, from " + ",".join(names()) + " (default: all; "
                              "keras always runs, as the reference)")
     parser.add_argument("--batch", type=positive_int, default=8, help="images per batch (8)")
     parser.add_argument("--iterations", type=positive_int, default=10,
@@ -49,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from steel_keras.deploy import benchmark_run, markdown_report
+    from steel_keras.rundir import write_json
 
     result = benchmark_run(args.run, args.runtimes, batch=args.batch,
                            iterations=args.iterations, warmup=args.warmup, stage=args.stage,
@@ -57,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(markdown_report(result), end="")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0

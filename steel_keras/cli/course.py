@@ -87,7 +87,7 @@ def _student_copy(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from steel_keras.course.notebooks import out_of_sync, sync_notebooks
+    from steel_keras.chapters.notebooks import out_of_sync, sync_notebooks
 
     if args.check:
         stale = out_of_sync()
@@ -108,9 +108,9 @@ def _sync(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     import time
 
-    from steel_keras.course import smoke_mode
-    from steel_keras.course.check import check_chapters, format_result
-    from steel_keras.course.notebooks import chapters
+    from steel_keras.chapters import smoke_mode
+    from steel_keras.chapters.check import check_chapters, format_result
+    from steel_keras.chapters.notebooks import chapters
 
     chosen = chapters(numbers=args.chapter)
     smoke = True if args.smoke else None

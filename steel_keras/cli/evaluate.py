@@ -19,10 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from steel_keras.evaluate import evaluate_run, stage_table
+    from steel_keras.evaluate import ablation_table, evaluate_run
 
     metrics = evaluate_run(args.run, args.data, args.out)
     print(f"Held-out: {metrics['images']} images, {metrics['held_out']}")
-    print(stage_table(metrics))
+    print(ablation_table(metrics))
     print(f"wrote {args.out or args.run}/metrics.json and report.md")
     return 0

@@ -1,25 +1,34 @@
-"""``steel-keras export``: a run's models to SavedModel, ONNX, TensorRT or TF-TRT, checked."""
+"""``steel-keras export``: a run's models for another runtime (the registry's formats), checked."""
 
 from __future__ import annotations
 
 import argparse
 
 from steel_keras.cli._args import existing_dir, non_negative_int, positive_int
+from steel_keras.deploy.registry import RUNTIMES, export_formats, precisions
 
 NAME = "export"
-HELP = ("export a run's classifier and segmenter(s) to savedmodel, onnx, tensorrt or tftrt and "
-        "check them against Keras on real images (parity.json)")
-FORMATS = ("savedmodel", "onnx", "tensorrt", "tftrt")
+HELP = ("export a run's classifier and segmenter(s) to " + ", ".join(export_formats())
+        + " and check them against Keras on real images (parity.json)")
+
+
+def _format_help() -> str:
+    """One clause per format: its runtimes' one-line summaries and precisions."""
+    parts = []
+    for fmt in export_formats():
+        made = [f"{r.summary} [{'/'.join(r.precisions)}]"
+                for r in RUNTIMES.values() if r.export_format == fmt]
+        parts.append(f"{fmt}: {'; '.join(made)}")
+    return ". ".join(parts)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="a trained run directory")
-    parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt",
-                        help="onnx (ONNX Runtime, any CPU), savedmodel, tensorrt (NVIDIA GPU, "
-                             "TensorRT) or tftrt (TensorFlow built with TensorRT)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                        help="fp32 (default); int8 for onnx (ONNX Runtime's static "
-                             "quantisation); fp16 and int8 for tensorrt and tftrt")
+    parser.add_argument("--format", required=True, choices=export_formats(), dest="fmt",
+                        help=_format_help())
+    parser.add_argument("--precision", choices=precisions(), default="fp32",
+                        help="fp32 (default); which others a format takes is in brackets "
+                             "above")
     parser.add_argument("--batch", type=positive_int, default=8,
                         help="batch the engines are tuned for, and the parity check's (8)")
     parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (17)")
@@ -48,5 +57,6 @@ def run(args: argparse.Namespace) -> int:
     if off and args.precision == "fp32":
         print(f"note: {', '.join(off)} differ from Keras by more than max |diff| 1e-3 or Dice "
               "agreement 0.999; see parity.json")
-    print(f"wrote {len(result.files)} {result.fmt} export(s) under {args.run}/export/{result.fmt}")
+    print(f"wrote {len(result.files)} {result.runtime} export(s) under "
+          f"{args.run}/export/{result.fmt}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from steel_keras.cli._args import existing_dir
+from steel_keras.deploy.registry import names
 
 NAME = "predict"
 HELP = "predict every test image and write submission.csv in the sample submission's format"
@@ -15,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=existing_dir, default=None,
                         help="folder with test_images/ (default: the run's data)")
     parser.add_argument("--out", default="submission.csv", help="the CSV to write")
-    parser.add_argument("--runtime", default="keras",
-                        help="keras (default); other runtimes come from `steel-keras export`")
+    parser.add_argument("--runtime", default="keras", choices=names(),
+                        help="keras (default); the runtimes of an export need "
+                             "`steel-keras export` first")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,12 +12,17 @@ HELP = "score a submission CSV with the competition's mean Dice against a ground
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare SUBMISSION, --truth and --json."""
+    """Declare SUBMISSION, --truth, --images and --json."""
     parser.add_argument("submission", type=existing_file, metavar="SUBMISSION",
                         help="submission CSV (ImageId,EncodedPixels,ClassId or "
                              "ImageId_ClassId,EncodedPixels), one row per image and class")
     parser.add_argument("--truth", type=existing_file, required=True, metavar="TRUTH",
                         help="ground-truth CSV in any train.csv or submission format")
+    parser.add_argument("--images", type=existing_file, metavar="CSV",
+                        help="the test images the submission must list, from any CSV of image "
+                             "ids (e.g. sample_submission.csv). Default: the truth's images, or "
+                             "for a truth listing defective images only (ImageId,ClassId,"
+                             "EncodedPixels), the sample_submission.csv beside it")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON line instead of a table")
 
@@ -39,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
     # Numpy and pandas only: scoring never imports TensorFlow.
     from steel_keras.metrics.competition import score_files
 
-    result = score_files(args.submission, args.truth)
+    result = score_files(args.submission, args.truth, images=args.images)
     print(json.dumps(result.to_dict()) if args.json else format_score_table(result))
     return 0

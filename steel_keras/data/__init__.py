@@ -2,7 +2,7 @@
 
 Importing this package is cheap (pandas, numpy, Pillow): the commands that only read CSV files
 must not pay for TensorFlow or albumentations. ``make_augmentation`` is loaded on first use, and
-the TensorFlow pipelines live in :mod:`steel_keras.data.pipelines`, which is not imported here.
+the TensorFlow pipelines live in :mod:`steel_keras.data.tfdata`, which is not imported here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from steel_keras.data.annotations import (
     write_annotations,
     write_submission,
 )
-from steel_keras.data.dataset import SteelDataset, open_dataset, rle_area
+from steel_keras.data.dataset import (
+    SteelDataset,
+    defect_free_ids,
+    open_dataset,
+    per_image_table,
+    rle_area,
+)
 from steel_keras.data.images import read_image, resize_masks
 
 if TYPE_CHECKING:
@@ -26,9 +32,11 @@ if TYPE_CHECKING:
 __all__ = [
     "Annotations",
     "SteelDataset",
+    "defect_free_ids",
     "load_annotations",
     "make_augmentation",
     "open_dataset",
+    "per_image_table",
     "read_annotations",
     "read_image",
     "read_submission",

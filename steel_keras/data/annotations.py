@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import pandas as pd
 
 from steel_keras.constants import CLASS_IDS, IMAGE_SHAPE
 from steel_keras.errors import DataError, RLEError
+from steel_keras.paths import atomic_output
 from steel_keras.rle import is_empty_rle, validate_rle
 
 __all__ = [
@@ -50,7 +51,11 @@ _IMAGE_CLASS = re.compile(r"^(?P<image>.+)_(?P<cls>[^_]+)$")
 
 @dataclass
 class Annotations:
-    """One CSV file of masks, read into the long table.
+    """A set of masks: one CSV file read into the long table, or a model's predictions.
+
+    The one form masks travel in, from the reader or the two-stage predictor to
+    :func:`write_submission` and the scorer
+    (:func:`steel_keras.metrics.competition.competition_dice`).
 
     Attributes:
         table: DataFrame with columns ``ImageId``, ``ClassId`` (int 1-4), ``EncodedPixels``,
@@ -63,9 +68,17 @@ class Annotations:
 
     table: pd.DataFrame
     image_ids: list[str]
-    format: str
+    format: str = "train"
     path: Path | None = None
     columns: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def empty(cls, image_ids: Iterable[str]) -> Annotations:
+        """No mask on any of ``image_ids``: the all-empty submission."""
+        table = pd.DataFrame({"ImageId": pd.Series(dtype=object),
+                              "ClassId": pd.Series(dtype="int64"),
+                              "EncodedPixels": pd.Series(dtype=object)})
+        return cls(table, sorted(set(image_ids)), "train")
 
     def masks_of(self, image_id: str) -> dict[int, str]:
         """``{class_id: rle}`` of one image's non-empty masks."""
@@ -249,43 +262,31 @@ def read_submission(path: str | Path, *, validate: bool = True) -> Annotations:
     return load_annotations(path, allow_placeholder=True, validate=validate)
 
 
-def _mask_table(
-    masks: pd.DataFrame | Mapping[str, Mapping[int, str]],
-) -> dict[tuple[str, int], str]:
-    if isinstance(masks, pd.DataFrame):
-        rows = masks[["ImageId", "ClassId", "EncodedPixels"]].itertuples(index=False)
-        return {(i, int(c)): r for i, c, r in rows if not is_empty_rle(r)}
-    return {
-        (i, int(c)): r for i, per in masks.items() for c, r in per.items() if not is_empty_rle(r)
-    }
-
-
 def write_submission(
     path: str | Path,
-    masks: pd.DataFrame | Mapping[str, Mapping[int, str]],
-    image_ids: Iterable[str],
+    masks: Annotations,
     *,
     format: str = "submission",
 ) -> Path:
-    """Write every (image, class) pair of ``image_ids``, empty where ``masks`` has no mask.
+    """Write every (image, class) pair of ``masks.image_ids``, empty where it has no mask.
+
+    Written atomically: a temporary file beside ``path``, renamed once complete.
 
     Args:
         path: where to write.
-        masks: the long table (``ImageId, ClassId, EncodedPixels``) or ``{image: {class: rle}}``.
-        image_ids: every image of the submission, defect-free ones included.
+        masks: the masks and every image of the submission, defect-free ones included.
         format: ``"submission"`` (``ImageId,EncodedPixels,ClassId``, Kaggle's current format),
             ``"original"`` (``ImageId_ClassId,EncodedPixels``) or ``"train"``.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
-    lookup = _mask_table(masks)
-    ids = sorted(set(image_ids))
+    rows = masks.table[list(TRAIN_COLUMNS)].itertuples(index=False)
+    lookup = {(i, int(c)): r for i, c, r in rows if not is_empty_rle(r)}
+    ids = sorted(set(masks.image_ids))
     unknown = {i for i, _ in lookup} - set(ids)
     if unknown:
         raise DataError(f"masks given for images not in the submission: {sorted(unknown)[:5]}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with atomic_output(path) as partial, partial.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(FORMATS[format])
         for image_id in ids:
@@ -298,7 +299,7 @@ def write_submission(
                         "submission": (image_id, rle, class_id),
                     }[format]
                 )
-    return path
+    return Path(path)
 
 
 def write_annotations(path: str | Path, table: pd.DataFrame) -> Path:
@@ -306,10 +307,9 @@ def write_annotations(path: str | Path, table: pd.DataFrame) -> Path:
 
     An empty table writes the header alone.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     out = table[list(TRAIN_COLUMNS)]
     # .loc with a bool array: `out[series]` on an empty object Series selects columns instead.
     keep = ~out["EncodedPixels"].map(is_empty_rle).to_numpy(dtype=bool)
-    out.loc[keep].sort_values(["ImageId", "ClassId"]).to_csv(path, index=False)
-    return path
+    with atomic_output(path) as partial:
+        out.loc[keep].sort_values(["ImageId", "ClassId"]).to_csv(partial, index=False)
+    return Path(path)

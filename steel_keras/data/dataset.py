@@ -32,7 +32,14 @@ from steel_keras.data.images import IMAGE_SUFFIXES, check_size, downscale_mask, 
 from steel_keras.errors import DataError
 from steel_keras.rle import decode_rle, is_empty_rle
 
-__all__ = ["SPLITS", "SteelDataset", "open_dataset", "rle_area"]
+__all__ = [
+    "SPLITS",
+    "SteelDataset",
+    "defect_free_ids",
+    "open_dataset",
+    "per_image_table",
+    "rle_area",
+]
 
 SPLITS = ("train", "test")
 _LAYOUT = "a Kaggle-layout folder (train.csv, train_images/, test_images/, sample_submission.csv)"
@@ -47,6 +54,46 @@ def rle_area(rle: str | None) -> int:
     if is_empty_rle(rle):
         return 0
     return int(np.array(rle.split()[1::2], dtype=np.int64).sum())
+
+
+def defect_free_ids(long_table: pd.DataFrame, all_ids: Sequence[str]) -> list[str]:
+    """The images without any mask: the ids of ``all_ids`` with no row in ``long_table``, sorted.
+
+    The long table lists only non-empty masks, so defect-free images appear only in the list
+    of all ids (the files in ``train_images/``, or every id of the original format).
+
+    Example:
+        >>> table = pd.DataFrame({"ImageId": ["b.jpg"], "ClassId": [3], "EncodedPixels": ["1 2"]})
+        >>> defect_free_ids(table, ["c.jpg", "b.jpg", "a.jpg"])
+        ['a.jpg', 'c.jpg']
+    """
+    return sorted(set(all_ids) - set(long_table["ImageId"]))
+
+
+def per_image_table(long_table: pd.DataFrame, all_ids: Sequence[str]) -> pd.DataFrame:
+    """One row per image of ``all_ids`` (sorted, each once) with what its masks hold.
+
+    Columns: ``ImageId``, ``has_defect`` (bool), ``classes`` (the classes present,
+    space-separated: ``""``, ``"3"``, ``"1 3"``), ``n_classes`` and ``area_1`` .. ``area_4``
+    (pixels at 256 x 1600, summed from the RLE run lengths without decoding); index ``0..n-1``.
+    """
+    areas = (
+        long_table.assign(area=long_table["EncodedPixels"].map(rle_area))
+        .pivot(index="ImageId", columns="ClassId", values="area")
+        .reindex(index=sorted(set(all_ids)), columns=list(CLASS_IDS))
+        .fillna(0)
+        .astype(np.int64)
+    )
+    present = areas.to_numpy() > 0
+    table = pd.DataFrame({"ImageId": areas.index.to_list()})
+    table["has_defect"] = present.any(axis=1)
+    table["classes"] = [
+        " ".join(str(c) for c, p in zip(CLASS_IDS, row, strict=True) if p) for row in present
+    ]
+    table["n_classes"] = present.sum(axis=1).astype(np.int64)
+    for c in CLASS_IDS:
+        table[f"area_{c}"] = areas[c].to_numpy()
+    return table
 
 
 def _list_images(folder: Path) -> list[str]:
@@ -254,30 +301,7 @@ class SteelDataset:
 
     @cached_property
     def _per_image_table(self) -> pd.DataFrame:
-        masks = self.masks_table
-        areas = (
-            pd.DataFrame(
-                {
-                    "ImageId": masks["ImageId"],
-                    "ClassId": masks["ClassId"],
-                    "area": masks["EncodedPixels"].map(rle_area),
-                }
-            )
-            .pivot(index="ImageId", columns="ClassId", values="area")
-            .reindex(index=self.train_image_ids, columns=list(CLASS_IDS))
-            .fillna(0)
-            .astype(np.int64)
-        )
-        present = areas.to_numpy() > 0
-        table = pd.DataFrame({"ImageId": areas.index.to_list()})
-        table["has_defect"] = present.any(axis=1)
-        table["classes"] = [
-            " ".join(str(c) for c, p in zip(CLASS_IDS, row, strict=True) if p) for row in present
-        ]
-        table["n_classes"] = present.sum(axis=1).astype(np.int64)
-        for c in CLASS_IDS:
-            table[f"area_{c}"] = areas[c].to_numpy()
-        return table
+        return per_image_table(self.masks_table, self.train_image_ids)
 
     def split(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
         """Split the train images in two, stratified by class combination.

@@ -9,6 +9,11 @@ Downscaling is area interpolation (a box filter) for images and masks alike, so 
 covers the same patch of steel as the image pixel beside it. Masks become the fraction of each
 output pixel that is foreground, thresholded at 0.5.
 
+**One image path.** A model sees an image as :func:`resize_image` then :func:`scale_image`
+make it, in training (the ``tf.data`` pipelines of :mod:`steel_keras.data.tfdata`), tuning,
+evaluation and prediction (:class:`steel_keras.pipeline.TwoStagePredictor`) alike, so that a
+model is served the very pixels it was trained on. ``tests/test_pipeline.py`` checks it.
+
 Example:
     >>> import numpy as np
     >>> m = np.zeros((256, 1600), np.uint8); m[:2, :2] = 1; m[2:4, :1] = 1
@@ -26,7 +31,19 @@ from PIL import Image, UnidentifiedImageError
 from steel_keras.constants import IMAGE_SHAPE
 from steel_keras.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "check_size", "downscale_mask", "read_image", "resize_masks"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "check_size",
+    "downscale_mask",
+    "model_input",
+    "read_image",
+    "resize_image",
+    "resize_masks",
+    "scale_image",
+]
+
+#: uint8 grey levels to [0, 1]: ``x * SCALE`` in float32, in numpy and TensorFlow alike.
+SCALE = 1 / 255
 
 #: File name endings counted as images in ``train_images/`` and ``test_images/``.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -71,9 +88,7 @@ def read_image(
         with Image.open(path) as img:
             _check_image_size(path, img, expected_shape)
             gray = _to_gray(img)
-            if size is not None and gray.size != (size[1], size[0]):
-                return _area_resize(gray, size)
-            return np.array(gray, dtype=np.uint8)
+            return resize_image(gray, size)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -106,17 +121,43 @@ def _to_gray(img: Image.Image) -> Image.Image:
     return img.convert("L")
 
 
-def _area_resize(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    height, width = size
+def resize_image(image: np.ndarray | Image.Image, size: tuple[int, int] | None) -> np.ndarray:
+    """Downscale a grayscale image by area to ``size`` (height, width): ``uint8`` ``(h, w)``.
+
+    The one resize of every image a model sees. Integer factors (256 x 1600 to 128 x 800) take
+    exact block means; other factors OpenCV's area interpolation, the very one the masks get
+    (PIL's BOX filter places partial pixels differently, up to 17 grey levels apart at an
+    edge). None returns the image unchanged, as a ``uint8`` array.
+    """
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    if size is None or img.size == (size[1], size[0]):
+        return np.array(img, dtype=np.uint8)
+    height, width = check_size(size)
     fy, ry = divmod(img.height, height)
     fx, rx = divmod(img.width, width)
     if ry == rx == 0 and fx >= 1 and fy >= 1:
         return np.array(img.reduce((fx, fy)), dtype=np.uint8)  # exact block means, fast
     import cv2  # here, not at the top: 0.25 s that the CSV-only commands need not pay
 
-    # Other factors: OpenCV's area interpolation, the very one the masks get (PIL's BOX
-    # filter places partial pixels differently, up to 17 grey levels apart at an edge).
     return cv2.resize(np.asarray(img), (width, height), interpolation=cv2.INTER_AREA)
+
+
+def scale_image(image: np.ndarray) -> np.ndarray:
+    """``uint8`` grey levels to float32 in [0, 1] (``x * (1 / 255)``), as every model takes them."""
+    return image.astype(np.float32) * np.float32(SCALE)
+
+
+def model_input(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """What a model of input ``size`` takes for ``uint8`` images ``(B, H, W)`` or ``(H, W)``.
+
+    Returns:
+        float32 ``(B, height, width, 1)`` in [0, 1]: :func:`resize_image`, then
+        :func:`scale_image`.
+    """
+    images = np.asarray(images)
+    batch = images[None] if images.ndim == 2 else images
+    resized = np.stack([resize_image(image, size) for image in batch])
+    return scale_image(resized)[..., None]
 
 
 def downscale_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

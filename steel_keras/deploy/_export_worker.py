@@ -1,8 +1,9 @@
 """``python -m steel_keras.deploy._export_worker JOB.json``: one conversion, in its own process.
 
-The job file holds ``{"kind": "onnx"|"savedmodel"|"tensorrt"|"tftrt", "result_path": ...,
-"kwargs": {...}}``. The result (the conversion's metadata, its wall time and this process's peak
-resident memory) is written to ``result_path``. An input error prints ``error: <one line>``
+The job file holds ``{"runtime": NAME, "result_path": ..., "kwargs": {...}}``: the registry's
+``convert`` function of that runtime is called with ``kwargs``. The result (the conversion's
+metadata, its wall time and this process's peak resident memory) is written to
+``result_path``. An input error prints ``error: <one line>``
 and exits with code 2; anything else is a bug and prints its traceback (exit code 1).
 """
 
@@ -21,9 +22,9 @@ def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[0]).read_text())
     start = time.perf_counter()
     try:
-        from steel_keras.deploy.export import worker_jobs
+        from steel_keras.deploy.registry import get_runtime, resolve
 
-        info = worker_jobs()[job["kind"]](**job["kwargs"])
+        info = resolve(get_runtime(job["runtime"]).convert)(**job["kwargs"])
     except SteelKerasError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

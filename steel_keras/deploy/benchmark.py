@@ -28,18 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from steel_keras.deploy._layout import RunModel, run_images, run_models
 from steel_keras.deploy.bf16 import cpu_info
 from steel_keras.deploy.export import _worker_env
+from steel_keras.deploy.inputs import run_images
 from steel_keras.deploy.parity import Parity
-from steel_keras.deploy.runners import (
-    EXPORTED,
-    RUNTIMES,
-    cpu_cores,
-    export_command,
-    runtime_status,
-)
+from steel_keras.deploy.registry import RUNTIMES, get_runtime
+from steel_keras.deploy.runners import cpu_cores
 from steel_keras.errors import ConfigError
+from steel_keras.rundir import RunModel, run_models
 
 REFERENCE = "keras"
 
@@ -92,17 +88,17 @@ def _versions() -> dict[str, str]:
 
 def _parse_runtimes(runtimes: Sequence[str] | None) -> list[str]:
     chosen = list(dict.fromkeys(runtimes or RUNTIMES))
-    unknown = [r for r in chosen if r not in RUNTIMES]
-    if unknown:
-        raise ConfigError(f"unknown runtime {unknown[0]!r}: choose from {', '.join(RUNTIMES)}")
+    for name in chosen:
+        get_runtime(name)
     return [REFERENCE] + [r for r in chosen if r != REFERENCE]
 
 
 def _skip_reason(model: RunModel, runtime: str, status: dict[str, str | None]) -> str | None:
     if status[runtime]:
         return status[runtime]
-    if runtime in EXPORTED and not model.export_path(EXPORTED[runtime]).exists():
-        return f"no {runtime} export: run `{export_command(model.run_dir, runtime)}` first"
+    entry = RUNTIMES[runtime]
+    if entry.exported and not entry.export_path(model).exists():
+        return f"no {runtime} export: run `{entry.export_command(model.run_dir)}` first"
     return None
 
 
@@ -128,6 +124,42 @@ def _measure(model: RunModel, runtime: str, job: dict[str, Any], tmp: Path,
     return {"error": how + (errors[-1] if errors else lines[-1])[:300]}
 
 
+def latency_percentiles(seconds: np.ndarray, percentiles: Sequence[float] = (50, 95)) -> dict:
+    """``{p: the p-th percentile of the call times, in milliseconds}`` (numpy's interpolation).
+
+    A mean hides the slow calls a user waits for; the median and the 95th percentile show them.
+
+    Raises:
+        ValueError: ``seconds`` is empty.
+
+    Example:
+        >>> latency_percentiles(np.array([0.010, 0.012, 0.011, 0.050]), (50,))
+        {50: 11.5}
+    """
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if seconds.size == 0:
+        raise ValueError("latency_percentiles needs at least one timed call")
+    return {p: float(1000.0 * np.percentile(seconds, p)) for p in percentiles}
+
+
+def throughput(batch_size: int, seconds: np.ndarray) -> float:
+    """Images per second over calls of one batch each: all the images over all the time.
+
+    Not the mean of per-call rates: one slow call weighs as much as the time it took.
+
+    Raises:
+        ValueError: ``seconds`` is empty or sums to zero or less, or ``batch_size`` < 1.
+
+    Example:
+        >>> throughput(8, np.array([0.1, 0.3]))
+        40.0
+    """
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if batch_size < 1 or seconds.size == 0 or seconds.sum() <= 0:
+        raise ValueError("throughput needs batch_size >= 1 and timed calls with positive time")
+    return float(batch_size * seconds.size / seconds.sum())
+
+
 def _parity(reference: Path, other: Path, batches: int) -> dict[str, Any]:
     parity = Parity()
     for i in range(batches):
@@ -142,11 +174,12 @@ def _row(model: RunModel, runtime: str, runs: list[dict[str, Any]], batch: int) 
     if errors:
         return row | {"status": "failed", "reason": errors[0]}
     latencies = np.array([t for r in runs for t in r["latencies_s"]])
+    p50, p95 = latency_percentiles(latencies, (50, 95)).values()
     return row | {
         "status": "ok", "timed_batches": int(latencies.size),
-        "throughput_ips": float(batch * latencies.size / latencies.sum()),
-        "latency_p50_ms": float(np.percentile(latencies, 50) * 1e3),
-        "latency_p95_ms": float(np.percentile(latencies, 95) * 1e3),
+        "throughput_ips": throughput(batch, latencies),
+        "latency_p50_ms": p50,
+        "latency_p95_ms": p95,
         "latency_mean_ms": float(latencies.mean() * 1e3),
         "cpu_ms_per_image": float(sum(r["cpu_s"] for r in runs) / (batch * latencies.size) * 1e3),
         "load_s": float(np.mean([r["load_s"] for r in runs])),
@@ -223,7 +256,7 @@ def benchmark_run(run_dir: str | Path, runtimes: Sequence[str] | None = None, *,
     models = run_models(run_dir, (stage,))
     if not models:
         raise ConfigError(f"{run_dir} has no {stage} to benchmark")
-    status = {r: runtime_status(r) for r in chosen}
+    status = {r: RUNTIMES[r].unavailable() for r in chosen}
     job = {"batch": batch, "iterations": iterations, "warmup": warmup}
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = []

@@ -11,13 +11,13 @@ activations and spread-out probabilities, as a trained model's.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from steel_keras.deploy._layout import run_images
+from steel_keras.deploy.inputs import run_images
+from steel_keras.rundir import CONFIG_FILE, model_file, write_json
 
 
 def calibrate_batchnorm(model: Any, images: np.ndarray) -> Any:
@@ -81,14 +81,13 @@ def make_demo_run(run_dir: str | Path, data: str | Path, *, arch: str = "unet_se
               "segmenter": {"arch": arch, "backbone": backbone, "image_size": list(seg_size),
                             "mode": "multilabel"},
               "classifier": {"backbone": classifier, "image_size": list(cls_size)}}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_json(run_dir / CONFIG_FILE, config)
     keras.utils.set_random_seed(seed)
     segmenter = build_segmenter(arch, backbone, input_shape=(*seg_size, 1), classes=4)
-    _save(segmenter, run_dir / "segmenter" / "model.keras",
+    _save(segmenter, run_dir / "segmenter" / model_file(),
           run_images(run_dir, seg_size, calibration_images))
     if classifier:
         model = build_classifier(classifier, input_shape=(*cls_size, 1), multilabel=multilabel)
-        _save(model, run_dir / "classifier" / "model.keras",
+        _save(model, run_dir / "classifier" / model_file(),
               run_images(run_dir, cls_size, calibration_images))
     return run_dir

@@ -1,8 +1,11 @@
-"""Export a run's models to SavedModel, ONNX, TensorRT or TF-TRT, and check them against Keras.
+"""Export a run's models for another runtime, and check them against Keras.
 
-Every conversion runs in a fresh subprocess (``python -m steel_keras.deploy._export_worker``):
-a full-size (256 x 1600) conversion peaks near 12 GB, and in a process that has already run
-TensorFlow inference it has been killed at 24 GB. The subprocess's output goes to
+Which exports exist is the registry's (:mod:`steel_keras.deploy.registry`): an export format
+and precision name a runtime, whose entry gives the conversion, the export it is made from and
+where its file goes. Every conversion runs in a fresh subprocess
+(``python -m steel_keras.deploy._export_worker``): a full-size (256 x 1600) conversion peaks
+near 12 GB, and in a process that has already run TensorFlow inference it has been killed at
+24 GB. The subprocess's output goes to
 ``{stem}.log`` beside the export; its input errors come back as one line.
 
 After the export, :func:`check_parity` runs the exported model and Keras on real images of the
@@ -33,18 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from steel_keras.deploy._layout import (
-    PARITY_FILE,
-    PRECISIONS,
-    STAGES,
-    RunModel,
-    RuntimeUnavailableError,
-    check_format,
-    run_images,
-    run_models,
-)
+from steel_keras.deploy.inputs import run_images
 from steel_keras.deploy.parity import Parity
-from steel_keras.errors import ConfigError, SteelKerasError
+from steel_keras.deploy.registry import RUNTIMES, Runtime, get_runtime, resolve, runtime_for_export
+from steel_keras.errors import ConfigError, RuntimeUnavailableError, SteelKerasError
+from steel_keras.rundir import STAGES, RunModel, run_models, write_json
 
 DEFAULT_OPSET = 17
 
@@ -53,6 +49,7 @@ DEFAULT_OPSET = 17
 class ExportResult:
     """What :func:`export_run` wrote: the files and their parity with Keras, per model."""
 
+    runtime: str
     fmt: str
     precision: str
     files: dict[str, Path] = field(default_factory=dict)
@@ -89,8 +86,8 @@ def _replace(partial: Path, out: Path) -> None:
     partial.rename(out)
 
 
-def convert_onnx(keras_path: str | Path, out: str | Path, image_size: tuple[int, int],
-                 opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+def convert_onnx(source: str | Path, out: str | Path, *, image_size: tuple[int, int],
+                 opset: int = DEFAULT_OPSET, **_options: Any) -> dict[str, Any]:
     """A `.keras` file to ONNX with tf2onnx: fixed image size, free batch; `onnx.checker`ed.
 
     Returns:
@@ -99,7 +96,7 @@ def convert_onnx(keras_path: str | Path, out: str | Path, image_size: tuple[int,
     import onnx
     import tf2onnx
 
-    model = _load_keras(keras_path, image_size)
+    model = _load_keras(source, image_size)
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     converted, _ = tf2onnx.convert.from_keras(
@@ -172,10 +169,10 @@ def split_reductions(model: Any) -> int:
     return count
 
 
-def convert_savedmodel(keras_path: str | Path, out: str | Path,
-                       image_size: tuple[int, int]) -> dict[str, Any]:
+def convert_savedmodel(source: str | Path, out: str | Path, *, image_size: tuple[int, int],
+                       **_options: Any) -> dict[str, Any]:
     """A `.keras` file to a SavedModel folder (`model.export`, format `tf_saved_model`)."""
-    model = _load_keras(keras_path, image_size)
+    model = _load_keras(source, image_size)
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
@@ -184,16 +181,6 @@ def convert_savedmodel(keras_path: str | Path, out: str | Path,
                  input_signature=_signature(model, image_size), verbose=False)
     _replace(partial, out)
     return {"input_shape": [None, *image_size, int(model.input_shape[-1])]}
-
-
-def worker_jobs() -> dict[str, Callable[..., dict[str, Any]]]:
-    """The conversions the worker subprocess runs, by name."""
-    from steel_keras.deploy.onnx_int8 import quantize_onnx
-    from steel_keras.deploy.tensorrt import build_engine
-    from steel_keras.deploy.tftrt import convert_tftrt
-
-    return {"onnx": convert_onnx, "savedmodel": convert_savedmodel, "onnx_int8": quantize_onnx,
-            "tensorrt": build_engine, "tftrt": convert_tftrt}
 
 
 # ----- the caller's side ------------------------------------------------------------------------
@@ -207,8 +194,12 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def run_worker(kind: str, log_path: Path, **kwargs: Any) -> dict[str, Any]:
-    """Run one conversion in a fresh Python process; its output goes to `log_path`.
+def run_worker(runtime: str, log_path: Path, **kwargs: Any) -> dict[str, Any]:
+    """Run `runtime`'s conversion in a fresh Python process; its output goes to `log_path`.
+
+    Args:
+        runtime: a registry name; its `convert` function is called with `kwargs`.
+        log_path: where the subprocess's output goes.
 
     Returns:
         The conversion's result, plus `seconds` and the subprocess's `peak_rss_mb`.
@@ -216,10 +207,11 @@ def run_worker(kind: str, log_path: Path, **kwargs: Any) -> dict[str, Any]:
     Raises:
         SteelKerasError: the worker's one-line input error, or a failure naming the log.
     """
+    kind = get_runtime(runtime).name
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="steel-keras-export-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
-        job.write_text(json.dumps({"kind": kind, "result_path": str(result), "kwargs": kwargs}))
+        job.write_text(json.dumps({"runtime": kind, "result_path": str(result), "kwargs": kwargs}))
         with open(log_path, "w") as log:
             code = subprocess.run(
                 [sys.executable, "-m", "steel_keras.deploy._export_worker", str(job)],
@@ -237,35 +229,21 @@ def run_worker(kind: str, log_path: Path, **kwargs: Any) -> dict[str, Any]:
                           f"full log: {log_path}")
 
 
-def _check_options(fmt: str, precision: str, batch: int, opset: int) -> None:
-    check_format(fmt)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision != "fp32" and fmt == "savedmodel" or precision == "fp16" and fmt == "onnx":
-        raise ConfigError(f"{fmt} exports are FP32; --precision {precision} applies to "
-                          "--format tensorrt and --format tftrt (ONNX also takes --precision "
-                          "int8)")
+def _check_options(batch: int, opset: int) -> None:
     if batch < 1:
         raise ConfigError(f"batch must be 1 or more, got {batch}")
     if not 9 <= opset <= 21:
         raise ConfigError(f"opset must be between 9 and 21 (tf2onnx 1.17), got {opset}")
 
 
-def check_available(fmt: str, precision: str = "fp32") -> None:
-    """Raise RuntimeUnavailableError (one line: what to install) where `fmt` cannot be made."""
-    if fmt == "tensorrt":
-        from steel_keras.deploy.tensorrt import check_precision, import_tensorrt, tensorrt_status
-
-        check_precision(import_tensorrt(), precision)
-        reason = tensorrt_status()
-    elif fmt == "tftrt":
-        from steel_keras.deploy.tftrt import tftrt_status
-
-        reason = tftrt_status()
-    else:
-        reason = None
+def check_available(runtime: Runtime, precision: str = "fp32") -> None:
+    """Raise RuntimeUnavailableError (one line: what to install) where `runtime` cannot be made
+    here, or ConfigError where this machine's library cannot build `precision`."""
+    reason = runtime.unavailable()
     if reason:
         raise RuntimeUnavailableError(reason)
+    if runtime.check_precision:
+        resolve(runtime.check_precision)(precision)
 
 
 def _fresh(path: Path, source: Path) -> bool:
@@ -278,28 +256,25 @@ def _calibration_file(model: RunModel, count: int, data: Any, tmp: Path) -> Path
     return path
 
 
-def _export_one(model: RunModel, fmt: str, options: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    out, log = model.export_path(fmt), model.export_dir(fmt) / f"{model.stem}.log"
-    common = {"out": str(out)}
-    if fmt in ("onnx", "savedmodel"):
-        common |= {"keras_path": str(model.keras_path), "image_size": list(model.image_size)}
-        extra = {"opset": options["opset"]} if fmt == "onnx" else {}
-        return run_worker(fmt, log, **common, **extra)
-    source_fmt = "savedmodel" if fmt == "tftrt" else "onnx"
-    source = model.export_path(source_fmt)
-    if not _fresh(source, model.keras_path):
-        _export_one(model, source_fmt, options, tmp)
+def _export_one(model: RunModel, runtime: Runtime, options: dict[str, Any],
+                tmp: Path) -> dict[str, Any]:
+    """Convert one model for `runtime`, first making the export it is converted from."""
+    out = runtime.export_path(model)
+    source = model.keras_path
+    if runtime.source:
+        parent = RUNTIMES[runtime.source]
+        source = parent.export_path(model)
+        if not _fresh(source, model.keras_path):
+            _export_one(model, parent, {**options, "precision": "fp32"}, tmp)
     calibration = None
     if options["precision"] == "int8":
         count = max(options["calibration_images"], options["batch"])
         calibration = str(_calibration_file(model, count, options["data"], tmp))
-    if fmt == "onnx_int8":
-        return run_worker(fmt, log, onnx_path=str(source), out=str(out), calibration=calibration)
-    common |= {"precision": options["precision"], "batch": options["batch"],
-               "workspace_gb": options["workspace_gb"], "calibration": calibration}
-    if fmt == "tensorrt":
-        return run_worker(fmt, log, onnx_path=str(source), **common)
-    return run_worker(fmt, log, saved_model=str(source), **common)
+    kwargs = {"source": str(source), "out": str(out), "image_size": list(model.image_size),
+              "precision": options["precision"], "batch": options["batch"],
+              "opset": options["opset"], "workspace_gb": options["workspace_gb"],
+              "calibration": calibration}
+    return run_worker(runtime.name, out.parent / f"{model.stem}.log", **kwargs)
 
 
 def check_parity(models: list[RunModel], runtime: str, *, images: int = 8, batch: int = 8,
@@ -312,6 +287,7 @@ def check_parity(models: list[RunModel], runtime: str, *, images: int = 8, batch
     from steel_keras.deploy.runners import load_runner
     from steel_keras.models import load_model
 
+    get_runtime(runtime)
     results: dict[str, dict[str, Any]] = {}
     inputs: dict[tuple[int, int], np.ndarray] = {}
     for model in models:
@@ -331,12 +307,11 @@ def check_parity(models: list[RunModel], runtime: str, *, images: int = 8, batch
     return results
 
 
-def _write_parity(model: RunModel, fmt: str, record: dict[str, Any]) -> Path:
-    path = model.export_dir(fmt) / PARITY_FILE
+def _write_parity(model: RunModel, runtime: Runtime, record: dict[str, Any]) -> Path:
+    path = model.parity_path(runtime.export_folder)
     table = json.loads(path.read_text()) if path.is_file() else {}
     table[model.stem] = record
-    path.write_text(json.dumps(table, indent=2) + "\n")
-    return path
+    return write_json(path, table)
 
 
 def export_run(run_dir: str | Path, fmt: str = "onnx", *, precision: str = "fp32",
@@ -348,11 +323,12 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", *, precision: str = "fp32
 
     Args:
         run_dir: a trained run directory.
-        fmt: one of `FORMATS`: `"savedmodel"`, `"onnx"`, `"onnx_int8"` (the same as `"onnx"`
-            with `precision="int8"`: :mod:`steel_keras.deploy.onnx_int8`), `"tensorrt"` (these
-            two from the ONNX export, made first where missing or older than the `.keras`
-            file) or `"tftrt"` (from the SavedModel export, likewise).
-        precision: `"fp32"`; `"int8"` for ONNX; `"fp16"` or `"int8"` for TensorRT and TF-TRT.
+        fmt: an export format of the registry (`registry.export_formats()`: `"savedmodel"`,
+            `"onnx"`, `"tensorrt"`, `"tftrt"`, ...). With `precision` it names the runtime
+            (`onnx` + `int8` is `onnx_int8`); an export made from another (INT8 ONNX and
+            TensorRT from the ONNX export, TF-TRT from the SavedModel) makes that one first
+            where it is missing or older than the `.keras` file.
+        precision: `"fp32"`, `"fp16"` or `"int8"`, as the format's runtimes take them.
         batch: the batch TensorRT / TF-TRT optimise for, and the parity check's batch.
         opset: the ONNX opset. Defaults to 17.
         data: the dataset folder for parity and calibration images. Defaults to the run's.
@@ -370,24 +346,24 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", *, precision: str = "fp32
         RuntimeUnavailableError: TensorRT / TF-TRT cannot run here (says what to install).
         DataError: the run directory or its data is missing.
     """
-    _check_options(fmt, precision, batch, opset)
-    if fmt == "onnx_int8" or fmt == "onnx" and precision == "int8":
-        fmt, precision = "onnx_int8", "int8"
+    runtime = runtime_for_export(fmt, precision)
+    _check_options(batch, opset)
     models = run_models(run_dir, stages)
-    check_available(fmt, precision)
-    result = ExportResult(fmt, precision)
+    check_available(runtime, precision)
+    result = ExportResult(runtime.name, runtime.export_folder, precision)
     options = {"opset": opset, "precision": precision, "batch": batch, "data": data,
                "calibration_images": calibration_images, "workspace_gb": workspace_gb}
     with tempfile.TemporaryDirectory(prefix="steel-keras-export-") as tmp:
         for model in models:
             start = time.perf_counter()
-            info = _export_one(model, fmt, options, Path(tmp))
-            result.files[model.name] = model.export_path(fmt)
+            info = _export_one(model, runtime, options, Path(tmp))
+            result.files[model.name] = runtime.export_path(model)
             result.seconds[model.name] = time.perf_counter() - start
-            parity = (check_parity([model], fmt, images=parity_images, batch=batch, data=data)
+            parity = (check_parity([model], runtime.name, images=parity_images, batch=batch,
+                                   data=data)
                       if parity_images > 0 else {model.name: {}})[model.name]
             result.parity[model.name] = parity
-            _write_parity(model, fmt, {**parity, "precision": precision, "export": info})
+            _write_parity(model, runtime, {**parity, "precision": precision, "export": info})
             if log:
                 log(describe(model.name, result.files[model.name], info, parity))
     return result

@@ -35,12 +35,12 @@ import numpy as np
 from steel_keras.errors import DataError
 
 
-def quantize_onnx(onnx_path: str | Path, out: str | Path, calibration: str | Path,
-                  per_channel: bool = True) -> dict[str, Any]:
+def quantize_onnx(source: str | Path, out: str | Path, *, calibration: str | Path,
+                  per_channel: bool = True, **_options: Any) -> dict[str, Any]:
     """Quantise an FP32 ONNX model to INT8 (QDQ), calibrated on the images in ``calibration``.
 
     Args:
-        onnx_path: the FP32 `.onnx` file.
+        source: the FP32 `.onnx` file.
         out: the INT8 `.onnx` file to write (replaced only once it is complete and checked).
         calibration: a `.npy` file of float32 images `(N, H, W, 1)` in `[0, 1]`.
         per_channel: one weight scale per output channel (more accurate) or per tensor.
@@ -62,8 +62,7 @@ def quantize_onnx(onnx_path: str | Path, out: str | Path, calibration: str | Pat
     if images.ndim != 4 or not len(images):
         raise DataError(f"{calibration}: expected calibration images (N, H, W, 1), got shape "
                         f"{images.shape}")
-    source = onnx.load(str(onnx_path), load_external_data=False)
-    input_name = source.graph.input[0].name
+    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -79,7 +78,7 @@ def quantize_onnx(onnx_path: str | Path, out: str | Path, calibration: str | Pat
         prepared, partial = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         # Shape inference and graph clean-up first, as ONNX Runtime recommends (sympy-based
         # symbolic shape inference is not needed: the image size is fixed).
-        quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(partial), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, reduce_range=True,
                         activation_type=QuantType.QUInt8,

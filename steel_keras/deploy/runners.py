@@ -5,20 +5,10 @@ float32 array, or ``{output name: array}`` for a model with several outputs (the
 classifier), as Keras's ``model.predict`` gives. Runners have no ``predict_on_batch``, so the
 two-stage predictor calls their ``predict``.
 
-======================  ===============================================================
-``keras``               ``model.predict`` on the `.keras` file
-``tf_function``         the Keras model behind one cached ``tf.function`` with a fixed
-                        input signature (no XLA: slower on a CPU)
-``tf_bf16``             ``tf_function`` on a bfloat16 copy of the model
-                        (``steel_keras.deploy.bf16``): about 3 significant digits, fast on
-                        CPUs with AVX512-BF16 or AMX, emulated elsewhere
-``savedmodel``          ``tf.saved_model.load`` of ``steel-keras export --format savedmodel``
-``onnx``                ONNX Runtime (CPU; CUDA / TensorRT providers where installed)
-``onnx_int8``           ONNX Runtime on the INT8 (QDQ) model of
-                        ``steel-keras export --format onnx --precision int8``
-``tensorrt``            a TensorRT engine (``--format tensorrt``), NVIDIA GPU
-``tftrt``               a TF-TRT SavedModel (``--format tftrt``), TensorFlow with TensorRT
-======================  ===============================================================
+Which runtimes exist, what makes their files and how to tell whether they can run here is the
+registry's (:mod:`steel_keras.deploy.registry`); this module holds the runner classes and
+:func:`load_runner`, which builds one for a run's model. Runners of the ``.keras`` file are
+built as ``cls(keras_model, image_size)``, runners of an export as ``cls(export_path)``.
 """
 
 from __future__ import annotations
@@ -29,19 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from steel_keras.deploy._layout import RuntimeUnavailableError, model_for_path
-from steel_keras.errors import ConfigError, DataError
-
-RUNTIMES = ("keras", "tf_function", "tf_bf16", "savedmodel", "onnx", "onnx_int8", "tensorrt",
-            "tftrt")
-EXPORTED = {"savedmodel": "savedmodel", "onnx": "onnx", "onnx_int8": "onnx_int8",
-            "tensorrt": "tensorrt", "tftrt": "tftrt"}
-
-
-def export_command(run_dir: str | Path, runtime: str) -> str:
-    """The `steel-keras export` command that makes the files an exported `runtime` reads."""
-    how = "onnx --precision int8" if runtime == "onnx_int8" else EXPORTED[runtime]
-    return f"steel-keras export --run {run_dir} --format {how}"
+from steel_keras.deploy.registry import get_runtime, resolve
+from steel_keras.errors import DataError, RuntimeUnavailableError
+from steel_keras.rundir import model_for_path
 
 
 def cpu_cores() -> int:
@@ -65,7 +45,7 @@ class KerasRunner:
 
     runtime = "keras"
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, image_size: tuple[int, int] | None = None) -> None:
         self.model = model
 
     def predict(self, batch: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
@@ -216,36 +196,18 @@ class TensorRTRunner:
         return _numpy(merged)
 
 
-def runtime_status(runtime: str) -> str | None:
-    """None where `runtime` can run here, else the reason (one line)."""
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
-    if runtime in ("onnx", "onnx_int8"):
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return "ONNX Runtime is not installed: `pip install onnxruntime`"
-    if runtime == "tensorrt":
-        from steel_keras.deploy.tensorrt import tensorrt_status
-
-        return tensorrt_status()
-    if runtime == "tftrt":
-        from steel_keras.deploy.tftrt import tftrt_status
-
-        return tftrt_status()
+def onnxruntime_status() -> str | None:
+    """None where ONNX Runtime imports, else what to install."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "ONNX Runtime is not installed: `pip install onnxruntime`"
     return None
 
 
-def available_runtimes() -> dict[str, str | None]:
-    """`{runtime: None if it can run here, else the reason}` for every runtime.
-
-    Example:
-
-    >>> status = available_runtimes()  # doctest: +SKIP
-    >>> status["keras"], status["tensorrt"]  # doctest: +SKIP
-    (None, 'TensorRT is not installed (`import tensorrt` failed: ...); install it from ...')
-    """
-    return {runtime: runtime_status(runtime) for runtime in RUNTIMES}
+def runtime_status(runtime: str) -> str | None:
+    """None where `runtime` can run here, else the reason (one line)."""
+    return get_runtime(runtime).unavailable()
 
 
 def load_runner(keras_path: str | Path, runtime: str = "onnx") -> Any:
@@ -253,8 +215,8 @@ def load_runner(keras_path: str | Path, runtime: str = "onnx") -> Any:
 
     Args:
         keras_path: `RUN_DIR/{classifier,segmenter}/NAME.keras`.
-        runtime: one of `RUNTIMES`. The exported runtimes read
-            `RUN_DIR/export/{format}/{stage}/NAME.{onnx,engine,...}`.
+        runtime: a name in the registry. The exported runtimes read
+            `RUN_DIR/export/{folder}/{stage}/NAME{suffix}`.
 
     Raises:
         ConfigError: an unknown runtime.
@@ -262,22 +224,17 @@ def load_runner(keras_path: str | Path, runtime: str = "onnx") -> Any:
         DataError: the export is missing (the message gives the command that makes it).
     """
     model = model_for_path(keras_path)
-    reason = runtime_status(runtime)
+    entry = get_runtime(runtime)
+    reason = entry.unavailable()
     if reason:
         raise RuntimeUnavailableError(reason)
-    if runtime in ("keras", "tf_function", "tf_bf16"):
+    runner = resolve(entry.runner)
+    if not entry.exported:
         from steel_keras.models import load_model
 
-        keras_model = load_model(model.keras_path, compile=False)
-        if runtime == "keras":
-            return KerasRunner(keras_model)
-        if runtime == "tf_bf16":
-            return BFloat16Runner(keras_model, model.image_size)
-        return TFFunctionRunner(keras_model, model.image_size)
-    path = model.export_path(EXPORTED[runtime])
+        return runner(load_model(model.keras_path, compile=False), model.image_size)
+    path = entry.export_path(model)
     if not path.exists():
         raise DataError(f"no {runtime} export of {model.keras_path} (expected {path}); run "
-                        f"`{export_command(model.run_dir, runtime)}` first")
-    runners = {"savedmodel": SavedModelRunner, "onnx": OnnxRunner, "onnx_int8": OnnxInt8Runner,
-               "tensorrt": TensorRTRunner, "tftrt": TFTRTRunner}
-    return runners[runtime](path)
+                        f"`{entry.export_command(model.run_dir)}` first")
+    return runner(path)

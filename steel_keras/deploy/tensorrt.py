@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from steel_keras.deploy._layout import RuntimeUnavailableError
-from steel_keras.errors import ConfigError, SteelKerasError
+from steel_keras.errors import ConfigError, RuntimeUnavailableError, SteelKerasError
 
 INSTALL_HINT = ("install it from NVIDIA's index with `pip install tensorrt --extra-index-url "
                 "https://pypi.nvidia.com` on a machine with an NVIDIA GPU and driver; meanwhile "
@@ -117,6 +116,11 @@ def check_precision(trt: Any, precision: str) -> None:
             "(Q/DQ nodes, e.g. from NVIDIA ModelOpt: `python -m modelopt.onnx.quantization`); "
             "calibration builds are gone since TensorRT 11: use --precision fp16, or TensorRT "
             "10 for calibrated INT8")
+
+
+def precision_supported(precision: str) -> None:
+    """Refuse, before any conversion starts, a precision the installed TensorRT cannot build."""
+    check_precision(import_tensorrt(), precision)
 
 
 def fp16_onnx(onnx_path: Path, out: Path) -> Path:
@@ -211,13 +215,13 @@ def _builder_config(trt: Any, builder: Any, precision: str, workspace_gb: float,
     return config
 
 
-def build_engine(onnx_path: str | Path, out: str | Path, *, precision: str = "fp32",
+def build_engine(source: str | Path, out: str | Path, *, precision: str = "fp32",
                  batch: int = 8, max_batch: int | None = None, workspace_gb: float = 4.0,
-                 calibration: str | Path | None = None) -> dict[str, Any]:
+                 calibration: str | Path | None = None, **_options: Any) -> dict[str, Any]:
     """Build and serialise a TensorRT engine from an ONNX file; write `{stem}.json` beside it.
 
     Args:
-        onnx_path: an ONNX model with a fixed image size and a free batch dimension.
+        source: an ONNX model with a fixed image size and a free batch dimension.
         out: the `.engine` file to write.
         precision: `"fp32"`, `"fp16"` or `"int8"` (TensorRT 10, calibrated on `calibration`).
         batch: the batch size the optimisation profile is tuned for.
@@ -230,7 +234,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, precision: str = "fp
     """
     trt = import_tensorrt()
     check_precision(trt, precision)
-    onnx_path, out = Path(onnx_path), Path(out)
+    onnx_path, out = Path(source), Path(out)
     max_batch = max(max_batch or batch, batch)
     source = onnx_path
     if precision == "fp16" and trt_major(trt) >= 11:

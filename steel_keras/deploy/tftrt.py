@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from steel_keras.deploy._layout import RuntimeUnavailableError
-from steel_keras.errors import ConfigError
+from steel_keras.errors import ConfigError, RuntimeUnavailableError
 
 _PRECISION = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
 
@@ -57,13 +56,13 @@ def _converter(saved_model: Path, precision: str, workspace_gb: float, batch: in
         raise RuntimeUnavailableError(unavailable_message(tf.__version__)) from None
 
 
-def convert_tftrt(saved_model: str | Path, out: str | Path, *, precision: str = "fp32",
+def convert_tftrt(source: str | Path, out: str | Path, *, precision: str = "fp32",
                   batch: int = 8, workspace_gb: float = 4.0,
-                  calibration: str | Path | None = None) -> dict[str, Any]:
+                  calibration: str | Path | None = None, **_options: Any) -> dict[str, Any]:
     """Convert a SavedModel with TF-TRT and save the result as a SavedModel folder.
 
     Args:
-        saved_model: the SavedModel folder (`steel-keras export --format savedmodel`).
+        source: the SavedModel folder (`steel-keras export --format savedmodel`).
         out: the folder to write.
         precision: `"fp32"`, `"fp16"` or `"int8"` (calibrated on `calibration`).
         batch: batch size the engines are built for.
@@ -80,7 +79,8 @@ def convert_tftrt(saved_model: str | Path, out: str | Path, *, precision: str = 
         raise ConfigError("TF-TRT INT8 needs calibration images (export passes dataset images)")
     import tensorflow as tf
 
-    converter = _converter(Path(saved_model), precision, workspace_gb, batch)
+    saved_model = Path(source)
+    converter = _converter(saved_model, precision, workspace_gb, batch)
     images = np.load(calibration) if calibration is not None else None
 
     def batches() -> Any:
@@ -91,7 +91,7 @@ def convert_tftrt(saved_model: str | Path, out: str | Path, *, precision: str = 
         converter.convert(calibration_input_fn=batches)
     else:
         converter.convert()
-    shape = _input_shape(Path(saved_model), batch)
+    shape = _input_shape(saved_model, batch)
     converter.build(input_fn=lambda: iter([(tf.zeros(shape, tf.float32),)]))
     out = Path(out)
     if out.exists():

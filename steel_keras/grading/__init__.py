@@ -2,7 +2,7 @@
 
 - :mod:`~steel_keras.grading.plugin`: the pytest plugin (``points`` marker, ``impl`` fixture,
   per-test timeouts, the event report);
-- :mod:`~steel_keras.grading.solutions`: the reference solution of every exercise;
+- :mod:`~steel_keras.grading.solutions`: which library function answers each exercise;
 - :mod:`~steel_keras.grading.grader`: one pytest process per submission, with limits;
 - :mod:`~steel_keras.grading.reports`: ``results.json``, ``grades.csv``, a student's table;
 - :mod:`~steel_keras.grading.student_copy`: the files handed out to students.

@@ -1,17 +1,23 @@
 """Metrics: the competition's mean Dice (numpy, for evaluation) and Dice for Keras training.
 
-``steel_keras.metrics.competition`` needs only numpy and pandas, so scoring a submission does not
-import TensorFlow; the Keras metrics in ``steel_keras.metrics.keras_metrics`` load on first use.
+``steel_keras.metrics.competition`` (RLE tables and files) needs only numpy and pandas, so
+scoring a submission does not import TensorFlow; ``steel_keras.metrics.masks`` (mask arrays) and
+``steel_keras.metrics.classification`` need numpy alone; the Keras metrics in
+``steel_keras.metrics.keras_metrics`` load on first use.
 """
 
 from importlib import import_module
 
 _LAZY = {
     # numpy / pandas side (evaluation, `steel-keras score`)
-    "dice": "competition",
     "competition_dice": "competition",
     "ScoreResult": "competition",
     "score_files": "competition",
+    # numpy alone: Dice on mask arrays
+    "competition_score": "masks",
+    "dice": "masks",
+    "dice_from_counts": "masks",
+    "dice_per_class_on_defects": "masks",
     # Keras side (training)
     "DicePerClass": "keras_metrics",
     "dice_coefficient": "keras_metrics",

@@ -11,6 +11,7 @@ work, a mask against nothing is 0, and two masks are intersected run by run on t
 same number as decoding both and counting, without building two 256 x 1600 arrays).
 
 This module needs numpy and pandas only, so ``steel-keras score`` never imports TensorFlow.
+The same metric on mask arrays is :func:`steel_keras.metrics.masks.competition_score`.
 
 Example:
     >>> import pandas as pd
@@ -33,33 +34,12 @@ import pandas as pd
 from steel_keras.constants import CLASS_IDS, IMAGE_SHAPE
 from steel_keras.data.annotations import Annotations, read_submission
 from steel_keras.errors import DataError
+from steel_keras.metrics.masks import dice_from_counts
 from steel_keras.rle import is_empty_rle, validate_rle
 
-__all__ = ["ScoreResult", "competition_dice", "dice", "score_files"]
+__all__ = ["ScoreResult", "competition_dice", "score_files"]
 
 PairKey = tuple[str, int]
-
-
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice coefficient ``2 |X ∩ Y| / (|X| + |Y|)`` of two masks; 1.0 when both are empty.
-
-    Args:
-        pred: array of any shape; non-zero is foreground.
-        truth: array of the same shape; non-zero is foreground.
-
-    Example:
-        >>> import numpy as np
-        >>> dice(np.array([1, 1, 0, 0]), np.array([0, 1, 1, 0]))
-        0.5
-    """
-    pred, truth = np.asarray(pred), np.asarray(truth)
-    if pred.shape != truth.shape:
-        raise ValueError(f"dice needs masks of one shape, got {pred.shape} and {truth.shape}")
-    pred, truth = pred != 0, truth != 0
-    total = int(np.count_nonzero(pred)) + int(np.count_nonzero(truth))
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.count_nonzero(pred & truth)) / total
 
 
 @dataclass
@@ -105,11 +85,14 @@ def _mask_lookup(masks: Annotations | pd.DataFrame, name: str) -> tuple[dict[Pai
         raise TypeError(f"{name} must be Annotations or a DataFrame, got {type(masks).__name__}")
     missing = {"ImageId", "ClassId", "EncodedPixels"} - set(table.columns)
     if missing:
-        raise DataError(f"{name} table lacks columns {sorted(missing)}; expected "
-                        "ImageId, ClassId, EncodedPixels")
+        raise DataError(
+            f"{name} table lacks columns {sorted(missing)}; expected "
+            "ImageId, ClassId, EncodedPixels"
+        )
     lookup: dict[PairKey, str] = {}
     for image_id, class_id, rle in table[["ImageId", "ClassId", "EncodedPixels"]].itertuples(
-            index=False):
+        index=False
+    ):
         if int(class_id) not in CLASS_IDS:
             raise DataError(f"{name}: image {image_id} has ClassId {class_id}; class ids are 1-4")
         if not is_empty_rle(rle):
@@ -122,6 +105,9 @@ def _mask_lookup(masks: Annotations | pd.DataFrame, name: str) -> tuple[dict[Pai
 def _runs(rle: str, shape: tuple[int, int], key: PairKey) -> np.ndarray:
     """Validated ``(n, 2)`` array of 0-indexed ``[start, end)`` runs of one mask."""
     try:
+        # int() reads any script's digits ("１", "١"); the competition's RLE has ASCII only.
+        if not rle.isascii():
+            raise ValueError(rle)
         values = np.array(rle.split(), dtype=np.int64)
     except (ValueError, OverflowError):
         values = np.empty(1, dtype=np.int64)  # odd length: fails the check below
@@ -139,8 +125,13 @@ def _runs(rle: str, shape: tuple[int, int], key: PairKey) -> np.ndarray:
 def _well_formed(runs: np.ndarray, n_pixels: int) -> bool:
     """Runs start at 0 or later, are non-empty, sorted, disjoint and end inside the mask."""
     starts, ends = runs[:, 0], runs[:, 1]
-    return bool(runs.size and starts[0] >= 0 and (ends > starts).all() and ends[-1] <= n_pixels
-                and (starts[1:] >= ends[:-1]).all())
+    return bool(
+        runs.size
+        and starts[0] >= 0
+        and (ends > starts).all()
+        and ends[-1] <= n_pixels
+        and (starts[1:] >= ends[:-1]).all()
+    )
 
 
 def _intersection(a: np.ndarray, b: np.ndarray) -> int:
@@ -168,18 +159,41 @@ def _pair_counts(
     return counts
 
 
-def _check_images(image_ids: Sequence[str], pred: dict, truth: dict, truth_ids: list) -> None:
+def _check_images(
+    image_ids: Sequence[str],
+    pred: dict,
+    truth: dict,
+    truth_ids: list,
+    truth_lists_every_image: bool,
+) -> None:
     scored = set(image_ids)
     if not scored:
         raise DataError("no images to score: the submission lists no image")
     extra_pred = sorted({i for i, _ in pred} - scored)
     if extra_pred:
-        raise DataError(f"the submission has masks for {len(extra_pred)} images outside "
-                        f"image_ids, e.g. {extra_pred[:3]}; list every image in image_ids")
+        raise DataError(
+            f"the submission has masks for {len(extra_pred)} images outside "
+            f"image_ids, e.g. {extra_pred[:3]}; list every image in image_ids"
+        )
     missing = sorted((set(truth_ids) | {i for i, _ in truth}) - scored)
     if missing:
-        raise DataError(f"{len(missing)} of {len(set(truth_ids))} truth images are missing from "
-                        f"the submission, e.g. {missing[:3]}; a submission lists every test image")
+        raise DataError(
+            f"{len(missing)} of {len(set(truth_ids))} truth images are missing from "
+            f"the submission, e.g. {missing[:3]}; a submission lists every test image"
+        )
+    # Each image scored adds four pairs: one the truth does not list would pad the score.
+    extra = sorted(scored - set(truth_ids)) if truth_lists_every_image else []
+    if extra:
+        raise DataError(
+            f"{len(extra)} scored images are not in the truth, e.g. {extra[:3]}; "
+            "score exactly the truth's images"
+        )
+
+
+def _lists_every_image(masks: Annotations | pd.DataFrame) -> bool:
+    """Whether ``masks`` names its defect-free images too: Kaggle's original and submission
+    formats have a row for every (image, class); the later train format only non-empty masks."""
+    return isinstance(masks, Annotations) and masks.format != "train"
 
 
 def _per_pair_frame(image_ids: Sequence[str], counts: dict) -> pd.DataFrame:
@@ -189,8 +203,11 @@ def _per_pair_frame(image_ids: Sequence[str], counts: dict) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["pred_pixels", "true_pixels", "intersection"])
     frame.insert(0, "ClassId", classes)
     frame.insert(0, "ImageId", ids)
-    total = frame["pred_pixels"] + frame["true_pixels"]
-    frame["dice"] = np.where(total == 0, 1.0, 2 * frame["intersection"] / total.clip(lower=1))
+    frame["dice"] = dice_from_counts(
+        frame["pred_pixels"].to_numpy(),
+        frame["true_pixels"].to_numpy(),
+        frame["intersection"].to_numpy(),
+    )
     return frame
 
 
@@ -214,24 +231,29 @@ def competition_dice(
         per_pair: also return the per-pair table in ``ScoreResult.per_pair``.
 
     Raises:
-        DataError: a truth image is not scored, a mask lies outside ``image_ids``, a ClassId is
-            not 1-4, or an RLE is malformed (then an :class:`RLEError` naming image and class).
+        DataError: a truth image is not scored, an image is scored that a truth listing every
+            image (an :class:`Annotations` in the original or submission format) lacks, a mask
+            lies outside ``image_ids``, a ClassId is not 1-4, or an RLE is malformed (then an
+            :class:`RLEError` naming image and class).
     """
     pred, listed = _mask_lookup(submission, "submission")
     true, truth_ids = _mask_lookup(truth, "truth")
     if image_ids is None:
         if not isinstance(submission, Annotations):
-            raise ValueError("pass image_ids= when the submission is a DataFrame: its table "
-                             "holds masks only, so its defect-free images would not be scored")
+            raise ValueError(
+                "pass image_ids= when the submission is a DataFrame: its table "
+                "holds masks only, so its defect-free images would not be scored"
+            )
         image_ids = listed
     image_ids = sorted(set(image_ids))
-    _check_images(image_ids, pred, true, truth_ids)
+    _check_images(image_ids, pred, true, truth_ids, _lists_every_image(truth))
     counts = _pair_counts(pred, true, shape)
     per_class = {}
     for class_id in CLASS_IDS:
-        scores = [_pair_dice(*c) for key, c in counts.items() if key[1] == class_id]
+        pairs = np.array([c for key, c in counts.items() if key[1] == class_id], np.int64)
+        scores = dice_from_counts(*pairs.reshape(-1, 3).T)
         n_trivial = len(image_ids) - len(scores)  # empty/empty pairs, Dice 1 each
-        per_class[class_id] = (n_trivial + float(np.sum(scores))) / len(image_ids)
+        per_class[class_id] = (n_trivial + float(scores.sum())) / len(image_ids)
     n_pairs = len(image_ids) * len(CLASS_IDS)
     return ScoreResult(
         competition_dice=float(np.mean(list(per_class.values()))),
@@ -241,11 +263,6 @@ def competition_dice(
         empty_pair_share=(n_pairs - len(true)) / n_pairs,
         per_pair=_per_pair_frame(image_ids, counts) if per_pair else None,
     )
-
-
-def _pair_dice(pred_pixels: int, true_pixels: int, intersection: int) -> float:
-    total = pred_pixels + true_pixels
-    return 1.0 if total == 0 else 2.0 * intersection / total
 
 
 def _listed_pairs(annotations: Annotations) -> pd.DataFrame:
@@ -280,25 +297,64 @@ def _check_complete(submission: Annotations) -> None:
 
 
 def score_files(
-    submission_path: str | Path, truth_path: str | Path, *, per_pair: bool = False
+    submission_path: str | Path,
+    truth_path: str | Path,
+    *,
+    images: str | Path | None = None,
+    per_pair: bool = False,
 ) -> ScoreResult:
     """Score a submission CSV against a ground-truth CSV, each in any of Kaggle's formats.
 
-    The truth may list only defective images (the later ``train.csv`` format); the submission
-    must list every truth image, with one row per class 1-4 for each of its images.
+    The submission must list exactly the test images, no more and no fewer, with one row per
+    class 1-4 for each. The test images are those of ``images`` (any CSV with image ids, e.g.
+    a ``sample_submission.csv``); else, for a truth in the later train format (which lists only
+    images with defects), those of the ``sample_submission.csv`` beside the truth where there is
+    one; else the truth's own images.
 
     Raises:
-        DataError: a file is missing, has the wrong columns or a malformed RLE (the reader's
-            error, naming file and line); the submission lacks truth images or class rows.
+        DataError: a file is missing, has the wrong columns, a duplicated (image, class) row or
+            a malformed RLE (the reader's error, naming file and line); the submission lacks
+            test images or class rows, or lists images that are not test images.
     """
     submission = read_submission(submission_path)
     truth = read_submission(truth_path)
     _check_complete(submission)
-    missing = sorted(set(truth.image_ids) - set(submission.image_ids))
+    test_ids, source = _test_images(truth, images)
+    _check_same_images(submission, set(test_ids), source)
+    return competition_dice(submission, truth, image_ids=test_ids, per_pair=per_pair)
+
+
+def _test_images(truth: Annotations, images: str | Path | None) -> tuple[list[str], Path]:
+    """The images a submission must list, and the file that lists them."""
+    beside = truth.path.parent / "sample_submission.csv"
+    if images is None and truth.format == "train" and beside.is_file():
+        images = beside
+    if images is None:
+        return list(truth.image_ids), truth.path
+    listing = read_submission(images, validate=False)
+    unlisted = sorted(set(truth.image_ids) - set(listing.image_ids))
+    if unlisted:
+        raise DataError(
+            f"{truth.path}: {len(unlisted)} images with masks are not test images of "
+            f"{listing.path}, e.g. {', '.join(unlisted[:3])}; give the list of every test image"
+        )
+    return list(listing.image_ids), listing.path
+
+
+def _check_same_images(submission: Annotations, test_ids: set[str], source: Path) -> None:
+    """The submission lists every test image of ``source`` and nothing else."""
+    listed = set(submission.image_ids)
+    missing = sorted(test_ids - listed)
     if missing:
         raise DataError(
-            f"{submission_path}: {len(missing)} of {len(truth.image_ids)} images listed in "
-            f"{truth_path} are missing, e.g. {', '.join(missing[:3])}; a submission needs rows "
-            "for every test image"
+            f"{submission.path}: {len(missing)} of {len(test_ids)} images listed in {source} "
+            f"are missing, e.g. {', '.join(missing[:3])}; a submission needs rows for every "
+            "test image"
         )
-    return competition_dice(submission, truth, per_pair=per_pair)
+    extra = sorted(listed - test_ids)
+    if extra:
+        raise DataError(
+            f"{submission.path}: {len(extra)} images are not among the {len(test_ids)} test "
+            f"images of {source}, e.g. {', '.join(extra[:3])}; a submission lists the test "
+            "images and no others"
+        )

@@ -15,20 +15,28 @@ import keras
 import steel_keras.losses  # noqa: F401  (registers the losses for compiled models)
 import steel_keras.metrics.keras_metrics  # noqa: F401  (registers DicePerClass)
 from steel_keras.errors import DataError
-from steel_keras.models.classifier import build_classifier, list_classifiers
+from steel_keras.models.classifier import (
+    build_classifier,
+    build_small_cnn,
+    classifier_head,
+    list_classifiers,
+)
 from steel_keras.models.segmenter import (
     build_segmenter,
     list_backbones,
     list_segmenters,
 )
 from steel_keras.models.unet_separable import build_unet_separable
-from steel_keras.models.unet_xception import build_unet_xception
+from steel_keras.models.unet_xception import build_unet_xception, decoder_block
 
 __all__ = [
     "build_classifier",
     "build_segmenter",
+    "build_small_cnn",
     "build_unet_separable",
     "build_unet_xception",
+    "classifier_head",
+    "decoder_block",
     "list_backbones",
     "list_classifiers",
     "list_segmenters",

@@ -63,6 +63,8 @@ def build_classifier(
             `"efficientnetb1"`, `"efficientnetb3"`, `"mobilenetv2"`, `"resnet50"` (from
             `keras.applications`) or `"small_cnn"` (five conv blocks, about 0.1 s a
             training step at 128 x 800, batch 8, on 2 CPU cores). Defaults to `"xception"`.
+            The backbones end in `classifier_head`; `small_cnn` is `build_small_cnn`'s
+            network with its features pooled by their mean and their maximum.
         input_shape: tuple. `(height, width, 1)`; `None` for a free height or width.
             Xception needs at least 71 x 71, the other backbones 32 x 32. Defaults to
             `(128, 800, 1)`.
@@ -96,24 +98,81 @@ def build_classifier(
     shape = check_input_shape(input_shape, model=f"classifier {backbone!r}", min_size=min_size)
     image = keras.Input(shape=shape, name="image")
     if backbone == SMALL_CNN:
-        features = _small_cnn_features(image)
+        has_defect = _small_cnn_head(_small_cnn_features(image), dropout)
     else:
         features = _application_features(image, backbone, shape, encoder_weights)
-    if backbone == SMALL_CNN:
-        # A defect is a small local anomaly: the mean over the whole sheet dilutes it (a
-        # global-average-pooled small CNN stayed at chance on the synthetic data), the maximum
-        # keeps the strongest response; the mean still says how much of it there is.
-        x = keras.layers.Concatenate(name="pool")(
-            [
-                keras.layers.GlobalAveragePooling2D(name="pool_avg")(features),
-                keras.layers.GlobalMaxPooling2D(name="pool_max")(features),
-            ]
-        )
-    else:
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = _heads(x, multilabel)
+        has_defect = classifier_head(features, dropout)
+    outputs = _with_classes_head(image, has_defect) if multilabel else has_defect
     return keras.Model(image, outputs, name=f"classifier_{backbone}")
+
+
+def classifier_head(features, dropout: float = 0.2):
+    """The classifier's head: global average pooling, dropout, one sigmoid unit.
+
+    Args:
+        features: KerasTensor. A feature map `(batch, height, width, channels)`.
+        dropout: float. The dropout rate. Defaults to `0.2`.
+
+    Returns:
+        The KerasTensor `(batch, 1)` of P(defect), from the layers `pool`, `head_dropout` and
+        `has_defect` (float32, so that the sigmoid stays stable under mixed precision).
+
+    Example:
+
+    >>> inputs = keras.Input((4, 6, 16))
+    >>> keras.Model(inputs, classifier_head(inputs)).output_shape
+    (None, 1)
+    """
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="has_defect")(x)
+
+
+def build_small_cnn(input_shape: Sequence[int | None]) -> keras.Model:
+    """The course's small CNN: per-image standardisation, five conv blocks, `classifier_head`.
+
+    Each block is a 3 x 3 convolution with stride 2 and no bias, batch normalisation with
+    momentum 0.9 and a ReLU, with 8, 16, 32, 64 and 128 filters: 99,113 weights whatever the
+    image size. `build_classifier("small_cnn")` has the same blocks and pools their output by
+    its mean and its maximum (128 more weights in the head).
+
+    Args:
+        input_shape: tuple. `(height, width, 1)`.
+
+    Returns:
+        A `keras.Model` named `small_cnn_avg_pool` from images to `(batch, 1)` probabilities.
+
+    Example:
+
+    >>> build_small_cnn((32, 96, 1)).count_params()
+    99113
+    """
+    image = keras.Input(shape=input_shape, name="image")
+    outputs = classifier_head(_small_cnn_features(image))
+    return keras.Model(image, outputs, name="small_cnn_avg_pool")
+
+
+def _small_cnn_head(features, dropout: float):
+    """`classifier_head` with the features pooled by their mean and their maximum."""
+    # A defect is a small local anomaly: the mean over the whole sheet dilutes it (a
+    # global-average-pooled small CNN stayed at chance on the synthetic data), the maximum
+    # keeps the strongest response; the mean still says how much of it there is.
+    pooled = keras.layers.Concatenate(name="pool")(
+        [
+            keras.layers.GlobalAveragePooling2D(name="pool_avg")(features),
+            keras.layers.GlobalMaxPooling2D(name="pool_max")(features),
+        ]
+    )
+    x = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
+    return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="has_defect")(x)
+
+
+def _with_classes_head(image, has_defect) -> dict:
+    """`{"has_defect", "classes"}`: 4 more sigmoids on the head's dropped-out features."""
+    dropped = keras.Model(image, has_defect).get_layer("head_dropout").output
+    # float32 heads keep the sigmoid stable under a mixed-precision policy.
+    classes = keras.layers.Dense(NUM_CLASSES, activation="sigmoid", dtype="float32", name="classes")
+    return {"has_defect": has_defect, "classes": classes(dropped)}
 
 
 def _check_encoder_weights(backbone: str, encoder_weights: str | None) -> None:
@@ -147,12 +206,3 @@ def _small_cnn_features(image):
         x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i}_bn")(x)
         x = keras.layers.ReLU(name=f"block{i}_relu")(x)
     return x
-
-
-def _heads(features, multilabel: bool):
-    # float32 heads keep the sigmoid stable under a mixed-precision policy.
-    has_defect = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="has_defect")
-    if not multilabel:
-        return has_defect(features)
-    classes = keras.layers.Dense(NUM_CLASSES, activation="sigmoid", dtype="float32", name="classes")
-    return {"has_defect": has_defect(features), "classes": classes(features)}

@@ -4,8 +4,9 @@ Xception's stem uses valid padding, so its feature maps have odd sizes (a 128 x 
 61 x 397, 31 x 199, 16 x 100, 8 x 50 and 4 x 25). After each 2x upsampling the decoder crops
 or zero-pads to the size of the skip it joins (`Cropping2D` / `ZeroPadding2D`, which export to
 ONNX; `layers.Resizing` converts but ONNX Runtime then rejects the file), and the last stage
-matches the input size. The crops and pads are fixed when the model is built, so the model
-needs a fixed height and width: any size of at least 71 x 71 (Xception's minimum) works.
+matches the input size. Each stage with a skip is a `decoder_block`. The crops and pads are
+fixed when the model is built, so the model needs a fixed height and width: any size of at
+least 71 x 71 (Xception's minimum) works.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ def build_unet_xception(
     x = preprocessing_layer(keras.applications.xception.preprocess_input)(x)
     x, *skips = _xception_encoder(shape, encoder_weights)(x)
     for stage, (skip, filters) in enumerate(zip(skips, DECODER_FILTERS, strict=False), 1):
-        x = _decoder_stage(x, skip.shape[1:3], filters, f"decoder_stage{stage}", skip)
-    x = _decoder_stage(x, shape[:2], DECODER_FILTERS[-1], f"decoder_stage{len(skips) + 1}")
+        x = decoder_block(x, skip, filters, f"decoder_stage{stage}")
+    # The last stage has no skip: the input's size is all there is to match.
+    name = f"decoder_stage{len(skips) + 1}"
+    x = layers.UpSampling2D(2, name=f"{name}_upsample")(x)
+    x = _conv_bn_relu_twice(match_size(x, shape[:2], name), DECODER_FILTERS[-1], name)
     masks = layers.Conv2D(
         classes, 3, padding="same", activation=activation, dtype="float32", name="masks"
     )(x)
@@ -78,16 +82,42 @@ def _xception_encoder(shape, encoder_weights: str | None) -> keras.Model:
     return keras.Model(xception.input, features, name="xception_encoder")
 
 
-def _decoder_stage(x, size: tuple[int, int], filters: int, name: str, skip=None):
-    """Upsample 2x, crop or pad to `size`, join the skip, then two conv-BN-ReLU."""
+def decoder_block(x, skip, filters: int, name: str):
+    """One U-Net decoder block: upsample `x` 2x, join the encoder's `skip`, two conv-BN-ReLU.
+
+    Layers, in order: `{name}_upsample` (`UpSampling2D`), `{name}_crop` or `{name}_pad` only
+    where the upsampled `x` and `skip` differ in size (see `match_size`), `{name}_concat`
+    (`x` then `skip`), then for part `a` and `b` a 3 x 3 `Conv2D` without bias
+    (`{name}{part}_conv`), `BatchNormalization` (`{name}{part}_bn`) and `ReLU`
+    (`{name}{part}_relu`).
+
+    Args:
+        x: KerasTensor. `(B, h, w, channels)` from the layer below.
+        skip: KerasTensor. `(B, about 2h, about 2w, skip_channels)` from the encoder, with a
+            fixed height and width.
+        filters: int. Filters of both convolutions.
+        name: str. Prefix of the block's layer names.
+
+    Returns:
+        The KerasTensor `(B, height of skip, width of skip, filters)` of the last ReLU.
+
+    Example:
+
+    >>> x, skip = keras.Input((4, 6, 32)), keras.Input((8, 12, 16))
+    >>> decoder_block(x, skip, 16, "decoder1").shape
+    (None, 8, 12, 16)
+    """
     x = layers.UpSampling2D(2, name=f"{name}_upsample")(x)
-    x = match_size(x, size, name)
-    if skip is not None:
-        x = layers.Concatenate(name=f"{name}_concat")([x, skip])
+    x = match_size(x, skip.shape[1:3], name)
+    x = layers.Concatenate(name=f"{name}_concat")([x, skip])
+    return _conv_bn_relu_twice(x, filters, name)
+
+
+def _conv_bn_relu_twice(x, filters: int, name: str):
     for part in ("a", "b"):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}{part}_conv")(x)
         x = layers.BatchNormalization(name=f"{name}{part}_bn")(x)
-        x = layers.Activation("relu", name=f"{name}{part}_relu")(x)
+        x = layers.ReLU(name=f"{name}{part}_relu")(x)
     return x
 
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from steel_keras.constants import CLASS_IDS
-from steel_keras.data.images import check_size
+from steel_keras.data.images import SCALE, check_size, scale_image
 from steel_keras.errors import DataError
 
 if TYPE_CHECKING:
@@ -215,11 +215,6 @@ def _apply_augment(
     return out["image"], out["mask"]
 
 
-def scale_image(image: np.ndarray) -> np.ndarray:
-    """``uint8`` to float32 in [0, 1], exactly as the pipelines do it."""
-    return image.astype(np.float32) * np.float32(1 / 255)
-
-
 def _check_target(kind: str, target: str, class_id: int | None) -> int:
     if kind == "classification":
         if target not in TARGETS:
@@ -286,7 +281,8 @@ def _to_tf_dataset(
         return tf.ensure_shape(x, (rows, *x_shape)), tf.ensure_shape(y, (rows, *y_shape))
 
     def to_float(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.cast(x, tf.float32) * (1 / 255), tf.cast(y, tf.float32)
+        # The same float32 multiplication as steel_keras.data.images.scale_image.
+        return tf.cast(x, tf.float32) * SCALE, tf.cast(y, tf.float32)
 
     batches = indices.batch(batch_size, drop_remainder=drop_remainder)
     pipeline = tf.data.Dataset.zip(batches, seeds).map(

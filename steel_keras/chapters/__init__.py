@@ -2,7 +2,7 @@
 
 Every chapter starts with::
 
-    from steel_keras.course import SMOKE, course_data, pick, work_dir
+    from steel_keras.chapters import SMOKE, course_data, pick, work_dir
 
     DATA = course_data()                  # the synthetic data (or $STEEL_KERAS_DATA)
     EPOCHS = pick(full=6, smoke=1)        # one value for a real run, one for CI
@@ -12,8 +12,8 @@ small synthetic dataset (generated once into a cache folder), with tiny images a
 so that CI executes all of them in minutes. The numbers they print are then noise; the code
 paths are the same.
 
-``steel_keras.course.notebooks`` keeps the paired ``.ipynb`` files in sync, and
-``steel_keras.course.check`` executes the chapters (``steel-keras course sync`` / ``check``).
+``steel_keras.chapters.notebooks`` keeps the paired ``.ipynb`` files in sync, and
+``steel_keras.chapters.check`` executes the chapters (``steel-keras course sync`` / ``check``).
 """
 
 from __future__ import annotations

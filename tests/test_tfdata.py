@@ -14,7 +14,7 @@ from PIL import Image
 from steel_keras.data import SteelDataset
 from steel_keras.data.annotations import write_annotations
 from steel_keras.data.augment import make_augmentation
-from steel_keras.data.pipelines import (
+from steel_keras.data.tfdata import (
     SampleLoader,
     classification_dataset,
     load_arrays,
@@ -382,7 +382,7 @@ def test_keras_fits_on_the_pipelines(tiny_dataset):
 
 def test_imports_stay_light():
     code = (
-        "import sys, steel_keras.data, steel_keras.data.pipelines; "
+        "import sys, steel_keras.data, steel_keras.data.tfdata; "
         "print('tensorflow' in sys.modules, 'albumentations' in sys.modules)"
     )
     out = subprocess.run(

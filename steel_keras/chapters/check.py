@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from steel_keras.course import SMOKE_ENV
-from steel_keras.course.notebooks import Chapter, to_notebook
+from steel_keras.chapters import SMOKE_ENV
+from steel_keras.chapters.notebooks import Chapter, to_notebook
 
 __all__ = ["ChapterResult", "check_chapters", "format_result", "run_chapter"]
 
