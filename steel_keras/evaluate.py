@@ -219,7 +219,8 @@ def run_baseline(data: str | Path | None = None, out: str | Path = "runs/baselin
                        ("predict", lambda: predict_run(out, ds, out / "submission.csv"))):
         print(f"== {name.replace('_', ' ')}", flush=True)
         t0 = time.perf_counter()
-        step()
+        if getattr(step(), "already_trained", False):
+            print("   already trained, left as it is (--restart trains it again)", flush=True)
         timings[name] = round(time.perf_counter() - t0, 1)
     metrics = read_json(out / "metrics.json", "evaluation's metrics")
     metrics["timings_s"] = timings | {"total": round(time.perf_counter() - started, 1)}
