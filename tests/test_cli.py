@@ -165,9 +165,10 @@ def test_damaged_run_files_are_one_line_naming_the_file(tiny_dataset, tmp_path):
                                recipe, "--out", str(run))
     assert result.returncode == 2
     lines = error_lines(result)
-    assert len(lines) == 1 and f"{run / 'config.json'} is damaged" in lines[0]
+    assert len(lines) == 1 and f"{run / 'config.json'}: not valid JSON" in lines[0]
     result, _ = steel_keras_tf("evaluate", "--run", str(run), "--data", str(tiny_dataset))
-    assert result.returncode == 2 and f"{run / 'config.json'} is damaged" in error_lines(result)[0]
+    assert result.returncode == 2
+    assert f"{run / 'config.json'}: not valid JSON" in error_lines(result)[0]
     # A zero-byte model file.
     config = {"data": str(tiny_dataset), "seed": 3, "val_fraction": 0.25,
               "classifier": {"image_size": [32, 160]}, "segmenter": {"image_size": [32, 160]}}
