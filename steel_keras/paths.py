@@ -81,6 +81,8 @@ def check_output_dir(path: str | os.PathLike, what: str = "--out") -> Path:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot write in {parent} ({exc.strerror}); "
-                          "give a folder you can write to") from None
+        raise ConfigError(
+            f"{what} {path}: cannot write in {parent} ({exc.strerror}); "
+            "give a folder you can write to"
+        ) from None
     return path

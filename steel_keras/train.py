@@ -80,8 +80,12 @@ class TrainResult:
 
 
 #: The recipe's ``mixed_precision`` values and the Keras dtype policy each picks.
-MIXED_PRECISION = {"auto": None, "off": "float32", "float16": "mixed_float16",
-                   "bfloat16": "mixed_bfloat16"}
+MIXED_PRECISION = {
+    "auto": None,
+    "off": "float32",
+    "float16": "mixed_float16",
+    "bfloat16": "mixed_bfloat16",
+}
 
 
 def _check_classifier(cfg: dict[str, Any], source: str) -> None:
@@ -89,8 +93,10 @@ def _check_classifier(cfg: dict[str, Any], source: str) -> None:
     from steel_keras.models import list_classifiers
 
     if cfg["backbone"] not in list_classifiers():
-        raise ConfigError(f"{source}: classifier.backbone {cfg['backbone']!r} is not a classifier "
-                          f"backbone; choose one of {', '.join(list_classifiers())}")
+        raise ConfigError(
+            f"{source}: classifier.backbone {cfg['backbone']!r} is not a classifier "
+            f"backbone; choose one of {', '.join(list_classifiers())}"
+        )
 
 
 def _check_segmenter(cfg: dict[str, Any], source: str) -> None:
@@ -102,23 +108,30 @@ def _check_segmenter(cfg: dict[str, Any], source: str) -> None:
 
     for loss in {cfg["loss"], (cfg["finetune"] or cfg)["loss"]}:
         if loss not in list_losses():
-            raise ConfigError(f"{source}: segmenter.loss {loss!r} is not a loss; choose one of "
-                              f"{', '.join(list_losses())}")
+            raise ConfigError(
+                f"{source}: segmenter.loss {loss!r} is not a loss; choose one of "
+                f"{', '.join(list_losses())}"
+            )
     for arch in _archs(cfg):
         if arch not in list_segmenters():
-            raise ConfigError(f"{source}: segmenter.arch {arch!r} is not an architecture; "
-                              f"choose one of {', '.join(list_segmenters())}")
+            raise ConfigError(
+                f"{source}: segmenter.arch {arch!r} is not an architecture; "
+                f"choose one of {', '.join(list_segmenters())}"
+            )
         backbone = cfg["backbone"]
         if backbone is not None and backbone not in list_backbones(arch):
-            raise ConfigError(f"{source}: segmenter.backbone {backbone!r} is not a backbone of "
-                              f"{arch}; choose one of {', '.join(list_backbones(arch)) or 'none'}"
-                              f" (null: {arch}'s default)")
+            raise ConfigError(
+                f"{source}: segmenter.backbone {backbone!r} is not a backbone of "
+                f"{arch}; choose one of {', '.join(list_backbones(arch)) or 'none'}"
+                f" (null: {arch}'s default)"
+            )
         for key in ("image_size", "crop"):
             if cfg[key] is None:
                 continue
             try:
-                check_segmenter(arch, backbone, (*cfg[key], 1), cfg["encoder_weights"],
-                                cfg["width"])
+                check_segmenter(
+                    arch, backbone, (*cfg[key], 1), cfg["encoder_weights"], cfg["width"]
+                )
             except ConfigError as exc:
                 raise ConfigError(f"{source}: segmenter.{key} {cfg[key]}: {exc}") from None
 
@@ -126,8 +139,10 @@ def _check_segmenter(cfg: dict[str, Any], source: str) -> None:
 def _check_optimizer(cfg: dict[str, Any], stage: str, source: str) -> None:
     for phase in (cfg, cfg.get("finetune") or cfg):
         if phase["optimizer"] not in _OPTIMIZERS:
-            raise ConfigError(f"{source}: {stage}.optimizer {phase['optimizer']!r} is not an "
-                              f"optimizer; choose one of {', '.join(_OPTIMIZERS)}")
+            raise ConfigError(
+                f"{source}: {stage}.optimizer {phase['optimizer']!r} is not an "
+                f"optimizer; choose one of {', '.join(_OPTIMIZERS)}"
+            )
 
 
 def _archs(cfg: dict[str, Any]) -> list[str]:
@@ -164,8 +179,9 @@ def _setup_keras(seed: int, cfg: dict[str, Any] | None = None) -> tuple[Any, Any
         except ValueError:
             name = device
         if name not in known:
-            raise ConfigError(f"devices: no device {device!r} here; this machine has "
-                              f"{', '.join(sorted(known))}")
+            raise ConfigError(
+                f"devices: no device {device!r} here; this machine has {', '.join(sorted(known))}"
+            )
         names.append(name)
     if len(names) == 1:
         return keras, tf.distribute.OneDeviceStrategy(names[0])
@@ -174,16 +190,20 @@ def _setup_keras(seed: int, cfg: dict[str, Any] | None = None) -> tuple[Any, Any
 
 def _stage_record(keras: Any, strategy: Any) -> dict[str, Any]:
     """What a stage trained with: dtype policy and replicas (for its summary.json)."""
-    return {"dtype_policy": keras.mixed_precision.global_policy().name,
-            "replicas": strategy.num_replicas_in_sync if strategy else 1}
+    return {
+        "dtype_policy": keras.mixed_precision.global_policy().name,
+        "replicas": strategy.num_replicas_in_sync if strategy else 1,
+    }
 
 
 def _read_run_config(path: Path, what: str = "run's configuration") -> dict[str, Any]:
     """A run's JSON record (``config.json``, ``summary.json``); DataError where damaged."""
     config = read_json(path, what)
     if not isinstance(config, dict):
-        raise DataError(f"{path}: expected a JSON object; the {what} is damaged: restore it, "
-                        "or train in another --out")
+        raise DataError(
+            f"{path}: expected a JSON object; the {what} is damaged: restore it, "
+            "or train in another --out"
+        )
     return config
 
 
@@ -194,31 +214,40 @@ def _run_state(run_dir: Path, config: dict[str, Any], stage: str, restart: bool)
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         if run_dir.is_dir() and any(run_dir.iterdir()):
-            raise ConfigError(f"run directory {run_dir} is not empty and holds no {CONFIG_FILE}; "
-                              "choose another --out or delete it")
+            raise ConfigError(
+                f"run directory {run_dir} is not empty and holds no {CONFIG_FILE}; "
+                "choose another --out or delete it"
+            )
         return "new"
     previous = _read_run_config(path)
     other = next(s for s in STAGES if s != stage)
     run_changed = [k for k in RUN_KEYS if previous.get(k) != config[k]]
     if run_changed and (run_dir / other).is_dir():
-        raise ConfigError(f"run directory {run_dir} holds a {other} trained with another "
-                          f"{', '.join(run_changed)}; choose another --out")
+        raise ConfigError(
+            f"run directory {run_dir} holds a {other} trained with another "
+            f"{', '.join(run_changed)}; choose another --out"
+        )
     if not (run_dir / stage).is_dir():
         return "new"
     if restart:
         return "restart"
     changed = run_changed + _changed_keys(stage, config[stage], previous.get(stage) or {})
     if changed:
-        raise ConfigError(f"run directory {run_dir} already holds a different {stage} run "
-                          f"(differs in: {', '.join(changed)}); use --restart to train it again "
-                          "with these settings, or choose another --out")
+        raise ConfigError(
+            f"run directory {run_dir} already holds a different {stage} run "
+            f"(differs in: {', '.join(changed)}); use --restart to train it again "
+            "with these settings, or choose another --out"
+        )
     return "finished" if (run_dir / stage / SUMMARY_FILE).is_file() else "resume"
 
 
 def _changed_keys(stage: str, mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     """The keys, not resumable, where two configs of a stage differ (defaults filled in)."""
-    return [k.name for k in SCHEMA[stage] if k.name not in RESUMABLE_KEYS
-            and mine[k.name] != theirs.get(k.name, k.default)]
+    return [
+        k.name
+        for k in SCHEMA[stage]
+        if k.name not in RESUMABLE_KEYS and mine[k.name] != theirs.get(k.name, k.default)
+    ]
 
 
 def _start_run(run_dir: Path, config: dict[str, Any], stage: str, state: str) -> Path:
@@ -243,8 +272,10 @@ def _finished(run_dir: Path, stage: str, paths: list[Path]) -> TrainResult:
     """The result of a stage that had finished: its models and summary, as they are."""
     for model_path in paths:
         if not model_path.is_file() or not model_path.stat().st_size:
-            raise DataError(f"{model_path} is missing or empty although {stage} is marked "
-                            f"finished ({SUMMARY_FILE}); train it again with --restart")
+            raise DataError(
+                f"{model_path} is missing or empty although {stage} is marked "
+                f"finished ({SUMMARY_FILE}); train it again with --restart"
+            )
     summary = _read_run_config(run_dir / stage / SUMMARY_FILE, f"{stage}'s summary")
     return TrainResult(run_dir, stage, paths, summary, already_trained=True)
 
@@ -257,25 +288,33 @@ def _optimizer(keras: Any, cfg: dict[str, Any], steps_per_epoch: int) -> Any:
     lr: Any = cfg["learning_rate"]
     if cfg["schedule"] == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
-            lr, decay_steps=max(1, cfg["epochs"] * steps_per_epoch), alpha=0.05)
+            lr, decay_steps=max(1, cfg["epochs"] * steps_per_epoch), alpha=0.05
+        )
     return getattr(keras.optimizers, _OPTIMIZERS[cfg["optimizer"]])(learning_rate=lr)
 
 
-def _callbacks(keras: Any, stage_dir: Path, monitor: str, cfg: dict[str, Any],
-               file_name: str) -> list[Any]:
+def _callbacks(
+    keras: Any, stage_dir: Path, monitor: str, cfg: dict[str, Any], file_name: str
+) -> list[Any]:
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.BackupAndRestore(str(backup_path(stage_dir, file_name))),
-        keras.callbacks.ModelCheckpoint(str(stage_dir / file_name), monitor=monitor,
-                                        mode="max", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", restore_best_weights=True,
-                                      patience=cfg["early_stopping_patience"]),
+        keras.callbacks.ModelCheckpoint(
+            str(stage_dir / file_name), monitor=monitor, mode="max", save_best_only=True
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor,
+            mode="max",
+            restore_best_weights=True,
+            patience=cfg["early_stopping_patience"],
+        ),
         keras.callbacks.CSVLogger(str(stage_dir / history_file(file_name)), append=True),
         keras.callbacks.TensorBoard(str(logs_dir(stage_dir, file_name))),
     ]
     if cfg["schedule"] == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max",
-                                                           factor=0.5, patience=2))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=2)
+        )
     return callbacks
 
 
@@ -285,6 +324,7 @@ def _full_size_validation(keras: Any, full: Any, val: Any) -> Any:
     It runs first at the end of each epoch: it copies the weights over, evaluates on the
     full-size validation images and adds ``val_*`` to the logs that the checkpoint, early
     stopping and history callbacks after it read."""
+
     def on_epoch_end(epoch: int, logs: dict[str, Any]) -> None:
         full.set_weights(full_size_validation.model.get_weights())
         results = full.evaluate(val, verbose=0, return_dict=True)
@@ -298,8 +338,9 @@ def _augmentation(cfg: dict[str, Any]) -> Any:
     spec = cfg["augment"]
     if not any(spec.values()):
         return None
-    return make_augmentation(hflip=spec["hflip"], vflip=spec["vflip"],
-                             brightness_contrast=spec["brightness_contrast"])
+    return make_augmentation(
+        hflip=spec["hflip"], vflip=spec["vflip"], brightness_contrast=spec["brightness_contrast"]
+    )
 
 
 def _image_size(cfg: dict[str, Any]) -> tuple[int, int]:
@@ -307,13 +348,26 @@ def _image_size(cfg: dict[str, Any]) -> tuple[int, int]:
 
 
 def _run_config(ds: SteelDataset, recipe: dict[str, Any], recipe_name: str) -> dict[str, Any]:
-    return {"recipe": str(recipe_name), "data": str(Path(ds.root).resolve()),
-            "seed": recipe["seed"], "val_fraction": recipe["val_fraction"],
-            **{k: recipe[k] for k in ("classifier", "segmenter")}}
+    return {
+        "recipe": str(recipe_name),
+        "data": str(Path(ds.root).resolve()),
+        "seed": recipe["seed"],
+        "val_fraction": recipe["val_fraction"],
+        **{k: recipe[k] for k in ("classifier", "segmenter")},
+    }
 
 
-def _fit(keras: Any, model: Any, train: Any, val: Any, cfg: dict[str, Any], stage_dir: Path,
-         monitor: str, file_name: str, full: Any = None) -> Any:
+def _fit(
+    keras: Any,
+    model: Any,
+    train: Any,
+    val: Any,
+    cfg: dict[str, Any],
+    stage_dir: Path,
+    monitor: str,
+    file_name: str,
+    full: Any = None,
+) -> Any:
     """``model.fit`` with the stage's callbacks; TrainingError where the loss is not finite.
 
     ``full``: a full-size twin of a model built at the crop size, which then validates it."""
@@ -321,16 +375,22 @@ def _fit(keras: Any, model: Any, train: Any, val: Any, cfg: dict[str, Any], stag
     if full is not None:
         callbacks.insert(0, _full_size_validation(keras, full, val))
     # shuffle=False: the tf.data pipeline already shuffles, reproducibly from the seed.
-    history = model.fit(train, validation_data=None if full is not None else val,
-                        epochs=cfg["epochs"], shuffle=False, callbacks=callbacks,
-                        verbose=cfg["verbose"])
+    history = model.fit(
+        train,
+        validation_data=None if full is not None else val,
+        epochs=cfg["epochs"],
+        shuffle=False,
+        callbacks=callbacks,
+        verbose=cfg["verbose"],
+    )
     for epoch, loss in zip(history.epoch, history.history.get("loss", []), strict=False):
         if not math.isfinite(loss):
             raise TrainingError(
                 f"{stage_dir / file_name}: the training loss became {loss} in epoch "
                 f"{epoch + 1}, so training stopped and the stage is not marked finished; "
                 f"lower learning_rate (now {cfg['learning_rate']}) or check the data, then "
-                "train again with --restart")
+                "train again with --restart"
+            )
     return history
 
 
@@ -363,8 +423,14 @@ class _Plan:
     state: str
 
 
-def _plan(data: Any, run_dir: str | Path, recipe: str | Path, stage: str,
-          overrides: dict[str, Any] | None, restart: bool) -> _Plan:
+def _plan(
+    data: Any,
+    run_dir: str | Path,
+    recipe: str | Path,
+    stage: str,
+    overrides: dict[str, Any] | None,
+    restart: bool,
+) -> _Plan:
     """Everything checked before anything is written: the recipe and its overrides, the names
     only the models know, the output folder, the data, and what the run directory holds."""
     recipe_cfg = load_recipe(recipe, **{stage: overrides or {}})
@@ -386,8 +452,10 @@ def _check_backup(stage_dir: Path) -> None:
     """A damaged backup of an interrupted run: one line, not a traceback from h5py."""
     for path in (stage_dir / "backup").rglob("*"):
         if path.name.endswith(".h5") and path.read_bytes()[:8] != b"\x89HDF\r\n\x1a\n":
-            raise DataError(f"{path} is damaged (not an HDF5 file), so the interrupted run "
-                            "cannot resume; train it again with --restart")
+            raise DataError(
+                f"{path} is damaged (not an HDF5 file), so the interrupted run "
+                "cannot resume; train it again with --restart"
+            )
 
 
 def train_classifier(
@@ -423,20 +491,28 @@ def train_classifier(
     keras, strategy = _setup_keras(config["seed"], cfg)
     train_ids, val_ids = ds.split(config["val_fraction"], seed=config["seed"])
     size, batch = _image_size(cfg), cfg["batch_size"]
-    train = classification_dataset(ds, train_ids, image_size=size, batch_size=batch,
-                                   augment=_augmentation(cfg), shuffle=True, seed=config["seed"],
-                                   cache=cfg["cache"])
-    val = classification_dataset(ds, val_ids, image_size=size, batch_size=batch,
-                                 cache=cfg["cache"])
+    train = classification_dataset(
+        ds,
+        train_ids,
+        image_size=size,
+        batch_size=batch,
+        augment=_augmentation(cfg),
+        shuffle=True,
+        seed=config["seed"],
+        cache=cfg["cache"],
+    )
+    val = classification_dataset(ds, val_ids, image_size=size, batch_size=batch, cache=cfg["cache"])
     with strategy.scope() if strategy else contextlib.nullcontext():
         from steel_keras.models import build_classifier
 
-        model = build_classifier(cfg["backbone"], input_shape=(*size, 1),
-                                 encoder_weights=cfg["encoder_weights"])
-        model.compile(optimizer=_optimizer(keras, cfg, math.ceil(len(train_ids) / batch)),
-                      loss="binary_crossentropy",
-                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
-                               keras.metrics.AUC(name="auc")])
+        model = build_classifier(
+            cfg["backbone"], input_shape=(*size, 1), encoder_weights=cfg["encoder_weights"]
+        )
+        model.compile(
+            optimizer=_optimizer(keras, cfg, math.ceil(len(train_ids) / batch)),
+            loss="binary_crossentropy",
+            metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        )
     stage_dir = _start_run(run_dir, config, "classifier", plan.state)
     _fit(keras, model, train, val, cfg, stage_dir, "val_auc", model_path.name)
     if not model_path.is_file():  # the monitored metric never improved (e.g. NaN)
@@ -455,13 +531,22 @@ def _classifier_summary(model: Any, val: Any, labels: np.ndarray) -> dict[str, A
     prob = np.asarray(model.predict(val, verbose=0)).reshape(-1)
     accuracy = float(((prob >= 0.5).astype(int) == truth).mean())
     majority = majority_accuracy(truth)
-    return {"val_images": int(truth.size), "val_accuracy": accuracy,
-            "majority_accuracy": majority, "accuracy_over_majority": accuracy - majority,
-            "val_auc": roc_auc(truth, prob)}
+    return {
+        "val_images": int(truth.size),
+        "val_accuracy": accuracy,
+        "majority_accuracy": majority,
+        "accuracy_over_majority": accuracy - majority,
+        "val_auc": roc_auc(truth, prob),
+    }
 
 
-def multilabel_pool(ds: SteelDataset, train_ids: list[str], train_on: str,
-                    clean_fraction: float = 0.0, seed: int = 0) -> list[str]:
+def multilabel_pool(
+    ds: SteelDataset,
+    train_ids: list[str],
+    train_on: str,
+    clean_fraction: float = 0.0,
+    seed: int = 0,
+) -> list[str]:
     """The training images of a multi-label segmenter.
 
     ``train_on="all"`` takes every image; ``"defective"`` takes the images with a defect plus
@@ -477,11 +562,13 @@ def multilabel_pool(ds: SteelDataset, train_ids: list[str], train_on: str,
     n_clean = int(round(clean_fraction * len(clean)))
     picked = set(np.random.default_rng(seed).choice(len(clean), size=n_clean, replace=False))
     return [i for i, h in zip(train_ids, has, strict=True) if h] + [
-        c for j, c in enumerate(clean) if j in picked]
+        c for j, c in enumerate(clean) if j in picked
+    ]
 
 
-def _segmenter_jobs(ds: SteelDataset, train_ids: list[str], cfg: dict[str, Any],
-                    seed: int) -> list[tuple[str, int | None, list[str], str]]:
+def _segmenter_jobs(
+    ds: SteelDataset, train_ids: list[str], cfg: dict[str, Any], seed: int
+) -> list[tuple[str, int | None, list[str], str]]:
     """(model file, class or None, training ids, architecture) for each model to train."""
     archs = _archs(cfg)
     pool = multilabel_pool(ds, train_ids, cfg["train_on"], cfg["clean_fraction"], seed)
@@ -490,8 +577,9 @@ def _segmenter_jobs(ds: SteelDataset, train_ids: list[str], cfg: dict[str, Any],
         prefix = arch if len(archs) > 1 else None
         if cfg["mode"] == "per_class":
             for class_id in (1, 2, 3, 4):
-                ids = per_class_ids(ds, train_ids, class_id,
-                                    other_fraction=cfg["other_fraction"], seed=seed)
+                ids = per_class_ids(
+                    ds, train_ids, class_id, other_fraction=cfg["other_fraction"], seed=seed
+                )
                 jobs.append((model_file(prefix, class_id), class_id, ids, arch))
         else:
             jobs.append((model_file(prefix), None, pool, arch))
@@ -538,28 +626,46 @@ def train_segmenter(
             plan.state = "started"
 
     for job in jobs:
-        _train_one_segmenter(keras, strategy, ds, job, val_ids, cfg, stage_dir,
-                             config["seed"], start)
+        _train_one_segmenter(
+            keras, strategy, ds, job, val_ids, cfg, stage_dir, config["seed"], start
+        )
     summary = segmenter_summary(ds, val_ids, paths, cfg) | _stage_record(keras, strategy)
     write_json(stage_dir / SUMMARY_FILE, summary)
     return TrainResult(run_dir, "segmenter", paths, summary)
 
 
-def _segmenter_data(ds: SteelDataset, ids: list[str], val_ids: list[str], cfg: dict[str, Any],
-                    class_id: int | None, seed: int) -> tuple[Any, Any]:
+def _segmenter_data(
+    ds: SteelDataset,
+    ids: list[str],
+    val_ids: list[str],
+    cfg: dict[str, Any],
+    class_id: int | None,
+    seed: int,
+) -> tuple[Any, Any]:
     """The training batches (cropped where the recipe says) and the full-size validation."""
     size, batch = _image_size(cfg), cfg["batch_size"]
     crop = tuple(cfg["crop"]) if cfg["crop"] else None
-    train = segmentation_dataset(ds, ids, image_size=size, batch_size=batch, class_id=class_id,
-                                 augment=_augmentation(cfg), shuffle=True, seed=seed, crop=crop,
-                                 cache=cfg["cache"])
-    val = segmentation_dataset(ds, val_ids, image_size=size, batch_size=batch,
-                               class_id=class_id, cache=cfg["cache"])
+    train = segmentation_dataset(
+        ds,
+        ids,
+        image_size=size,
+        batch_size=batch,
+        class_id=class_id,
+        augment=_augmentation(cfg),
+        shuffle=True,
+        seed=seed,
+        crop=crop,
+        cache=cfg["cache"],
+    )
+    val = segmentation_dataset(
+        ds, val_ids, image_size=size, batch_size=batch, class_id=class_id, cache=cfg["cache"]
+    )
     return train, val
 
 
-def _build_segmenters(strategy: Any, cfg: dict[str, Any], arch: str,
-                      class_id: int | None) -> tuple[Any, Any]:
+def _build_segmenters(
+    strategy: Any, cfg: dict[str, Any], arch: str, class_id: int | None
+) -> tuple[Any, Any]:
     """The model to train and, where it must be built at the crop size, its full-size twin.
 
     Unet, Linknet and the separable U-Net take any size: one model, trained on crops and
@@ -572,20 +678,27 @@ def _build_segmenters(strategy: Any, cfg: dict[str, Any], arch: str,
     size, crop = _image_size(cfg), cfg["crop"]
     twin = crop is not None and needs_fixed_size(arch)
     shape = (*crop, 1) if twin else (None, None, 1) if crop else (*size, 1)
-    kwargs = {"backbone": cfg["backbone"], "classes": 1 if class_id else 4,
-              "width": cfg["width"]}
+    kwargs = {"backbone": cfg["backbone"], "classes": 1 if class_id else 4, "width": cfg["width"]}
     with strategy.scope() if strategy else contextlib.nullcontext():
-        model = build_segmenter(arch, input_shape=shape,
-                                encoder_weights=cfg["encoder_weights"], **kwargs)
+        model = build_segmenter(
+            arch, input_shape=shape, encoder_weights=cfg["encoder_weights"], **kwargs
+        )
         # The twin's weights are copied from the trained model: no pretrained download.
         full = build_segmenter(arch, input_shape=(*size, 1), **kwargs) if twin else None
     return model, full
 
 
-def _train_one_segmenter(keras: Any, strategy: Any, ds: SteelDataset,
-                         job: tuple[str, int | None, list[str], str], val_ids: list[str],
-                         cfg: dict[str, Any], stage_dir: Path, seed: int,
-                         start: Any) -> None:
+def _train_one_segmenter(
+    keras: Any,
+    strategy: Any,
+    ds: SteelDataset,
+    job: tuple[str, int | None, list[str], str],
+    val_ids: list[str],
+    cfg: dict[str, Any],
+    stage_dir: Path,
+    seed: int,
+    start: Any,
+) -> None:
     """Train one segmenter of the stage (a ``_segmenter_jobs`` entry) and save it."""
     from steel_keras.losses import get_loss
     from steel_keras.metrics.keras_metrics import DicePerClass
@@ -596,12 +709,16 @@ def _train_one_segmenter(keras: Any, strategy: Any, ds: SteelDataset,
     model, full = _build_segmenters(strategy, cfg, arch, class_id)
     for phase in [cfg] + ([{**cfg, **cfg["finetune"]}] if cfg["finetune"] else []):
         with strategy.scope() if strategy else contextlib.nullcontext():
-            model.compile(optimizer=_optimizer(keras, phase, steps),
-                          loss=get_loss(phase["loss"], **phase["loss_kwargs"]),
-                          metrics=[DicePerClass(name="dice")])
+            model.compile(
+                optimizer=_optimizer(keras, phase, steps),
+                loss=get_loss(phase["loss"], **phase["loss_kwargs"]),
+                metrics=[DicePerClass(name="dice")],
+            )
             if full is not None:
-                full.compile(loss=get_loss(phase["loss"], **phase["loss_kwargs"]),
-                             metrics=[DicePerClass(name="dice")])
+                full.compile(
+                    loss=get_loss(phase["loss"], **phase["loss_kwargs"]),
+                    metrics=[DicePerClass(name="dice")],
+                )
         start()
         _fit(keras, model, train, val, phase, stage_dir, "val_dice", file_name, full)
     path = stage_dir / file_name
@@ -613,8 +730,9 @@ def _train_one_segmenter(keras: Any, strategy: Any, ds: SteelDataset,
     _plot_curves(stage_dir, file_name)
 
 
-def segmenter_summary(ds: SteelDataset, val_ids: list[str], paths: list[Path],
-                      cfg: dict[str, Any]) -> dict[str, Any]:
+def segmenter_summary(
+    ds: SteelDataset, val_ids: list[str], paths: list[Path], cfg: dict[str, Any]
+) -> dict[str, Any]:
     """Dice of the saved segmenter(s) on the true masks of the validation images.
 
     For every (image, class) pair whose true mask is not empty, the Dice of the prediction
@@ -633,11 +751,15 @@ def segmenter_summary(ds: SteelDataset, val_ids: list[str], paths: list[Path],
     prob = _predict_all(paths, [load_model(p) for p in paths], batches)
     per_class = dice_per_class_on_defects(prob, truth)
     masks = (truth > 0.5).any(axis=(1, 2)).sum(axis=0)  # pairs scored per class
-    return {"val_defective_images": len(defective), "image_size": list(size),
-            "dice_defective": float(np.nansum(per_class * masks) / masks.sum()),
-            "per_class": {str(c + 1): (None if np.isnan(d) else float(d))
-                          for c, d in enumerate(per_class)},
-            "masks_per_class": {str(c + 1): int(n) for c, n in enumerate(masks)}}
+    return {
+        "val_defective_images": len(defective),
+        "image_size": list(size),
+        "dice_defective": float(np.nansum(per_class * masks) / masks.sum()),
+        "per_class": {
+            str(c + 1): (None if np.isnan(d) else float(d)) for c, d in enumerate(per_class)
+        },
+        "masks_per_class": {str(c + 1): int(n) for c, n in enumerate(masks)},
+    }
 
 
 def _predict_all(paths: list[Path], models: list[Any], batches: Any) -> np.ndarray:

@@ -17,13 +17,31 @@ TINY = {
     "description": "test-sized",
     "seed": 3,
     "val_fraction": 0.25,
-    "classifier": {"backbone": "small_cnn", "image_size": [32, 160], "batch_size": 8,
-                   "epochs": 1, "learning_rate": 0.003, "schedule": "cosine",
-                   "augment": {"hflip": True}, "early_stopping_patience": 2},
-    "segmenter": {"arch": "unet_separable", "backbone": None, "mode": "multilabel",
-                  "image_size": [32, 160], "train_on": "defective", "batch_size": 8,
-                  "epochs": 1, "learning_rate": 0.003, "schedule": None, "loss": "bce_dice",
-                  "loss_kwargs": {}, "augment": {"vflip": True}, "early_stopping_patience": 2},
+    "classifier": {
+        "backbone": "small_cnn",
+        "image_size": [32, 160],
+        "batch_size": 8,
+        "epochs": 1,
+        "learning_rate": 0.003,
+        "schedule": "cosine",
+        "augment": {"hflip": True},
+        "early_stopping_patience": 2,
+    },
+    "segmenter": {
+        "arch": "unet_separable",
+        "backbone": None,
+        "mode": "multilabel",
+        "image_size": [32, 160],
+        "train_on": "defective",
+        "batch_size": 8,
+        "epochs": 1,
+        "learning_rate": 0.003,
+        "schedule": None,
+        "loss": "bce_dice",
+        "loss_kwargs": {},
+        "augment": {"vflip": True},
+        "early_stopping_patience": 2,
+    },
 }
 
 
@@ -85,8 +103,7 @@ def test_saved_model_predicts_what_it_predicted(trained_run, tiny_dataset):
     np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
 
 
-def test_a_different_run_in_the_same_directory_is_refused(trained_run, tiny_dataset,
-                                                          tiny_recipe):
+def test_a_different_run_in_the_same_directory_is_refused(trained_run, tiny_dataset, tiny_recipe):
     from steel_keras.train import train_classifier
 
     run, _, _ = trained_run
@@ -112,8 +129,13 @@ def test_tune_evaluate_predict(trained_run, tiny_dataset, tmp_path):
     settings = tune_run(run, tiny_dataset, tta="hflip")
     assert set(settings["thresholds"]) == {"pixel", "min_area", "label", "min_component"}
     metrics = evaluate_run(run, tiny_dataset)
-    for stage in ("all_empty", "segmenter_only", "classifier_segmenter", "postprocessed",
-                  "two_stage"):
+    for stage in (
+        "all_empty",
+        "segmenter_only",
+        "classifier_segmenter",
+        "postprocessed",
+        "two_stage",
+    ):
         assert 0 <= metrics[stage]["competition_dice"] <= 1
     assert metrics["all_empty"]["competition_dice"] > 0.5
     assert (run / "report.md").read_text().startswith("# Evaluation")
@@ -126,8 +148,12 @@ def test_tune_evaluate_predict(trained_run, tiny_dataset, tmp_path):
 
 
 def test_evaluate_without_a_run_is_one_line_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "steel_keras", "evaluate", "--run",
-                             str(tmp_path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "steel_keras", "evaluate", "--run", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "holds no trained run" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -176,15 +202,22 @@ def test_cache_must_be_a_boolean(tiny_dataset, tmp_path):
     assert load_recipe("quick-cpu")["classifier"]["cache"] is True
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("mixed_precision", "fp8",
-     'mixed_precision must be one of "auto", "off", "float16", "bfloat16", got "fp8"'),
-    ("devices", "/gpu:0", "devices must be null or a non-empty list of device names"),
-    ("devices", ["/gpu:7"], "no device '/gpu:7' here; this machine has /device:CPU:0"),
-    ("clean_fraction", 1.5, "clean_fraction must be a number >= 0 and <= 1, got 1.5"),
-])
-def test_bad_device_and_precision_keys_are_refused_before_writing(tiny_dataset, tmp_path, key,
-                                                                  value, message):
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "mixed_precision",
+            "fp8",
+            'mixed_precision must be one of "auto", "off", "float16", "bfloat16", got "fp8"',
+        ),
+        ("devices", "/gpu:0", "devices must be null or a non-empty list of device names"),
+        ("devices", ["/gpu:7"], "no device '/gpu:7' here; this machine has /device:CPU:0"),
+        ("clean_fraction", 1.5, "clean_fraction must be a number >= 0 and <= 1, got 1.5"),
+    ],
+)
+def test_bad_device_and_precision_keys_are_refused_before_writing(
+    tiny_dataset, tmp_path, key, value, message
+):
     from steel_keras.train import train_segmenter
 
     with pytest.raises(ConfigError, match=message):
@@ -207,21 +240,32 @@ print("SUMMARY", json.dumps(result.summary))
 
 
 def _train_in_subprocess(tiny_dataset, run, recipe, overrides):
-    result = subprocess.run([sys.executable, "-c", DISTRIBUTED, str(tiny_dataset), str(run),
-                             recipe, json.dumps(overrides)], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            DISTRIBUTED,
+            str(tiny_dataset),
+            str(run),
+            recipe,
+            json.dumps(overrides),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("SUMMARY "))
     return json.loads(line.removeprefix("SUMMARY "))
 
 
-def test_mirrored_strategy_over_two_devices_trains_and_saves(tiny_dataset, tiny_recipe,
-                                                             tmp_path):
+def test_mirrored_strategy_over_two_devices_trains_and_saves(tiny_dataset, tiny_recipe, tmp_path):
     from steel_keras.models import load_model
 
     run = tmp_path / "mirrored"
-    summary = _train_in_subprocess(tiny_dataset, run, tiny_recipe,
-                                   {"devices": ["/cpu:0", "/cpu:1"]})
+    summary = _train_in_subprocess(
+        tiny_dataset, run, tiny_recipe, {"devices": ["/cpu:0", "/cpu:1"]}
+    )
     assert summary["replicas"] == 2 and summary["dtype_policy"] == "float32"
     assert summary["dice_defective"] is not None
     history = (run / "segmenter" / "history.csv").read_text().splitlines()
@@ -231,13 +275,11 @@ def test_mirrored_strategy_over_two_devices_trains_and_saves(tiny_dataset, tiny_
     assert model.output_shape == (None, 32, 160, 4)
 
 
-def test_mixed_precision_float16_trains_with_float32_outputs(tiny_dataset, tiny_recipe,
-                                                             tmp_path):
+def test_mixed_precision_float16_trains_with_float32_outputs(tiny_dataset, tiny_recipe, tmp_path):
     from steel_keras.models import load_model
 
     run = tmp_path / "float16"
-    summary = _train_in_subprocess(tiny_dataset, run, tiny_recipe,
-                                   {"mixed_precision": "float16"})
+    summary = _train_in_subprocess(tiny_dataset, run, tiny_recipe, {"mixed_precision": "float16"})
     assert summary["dtype_policy"] == "mixed_float16" and summary["replicas"] == 1
     history = (run / "segmenter" / "history.csv").read_text().splitlines()
     loss = float(history[1].split(",")[history[0].split(",").index("loss")])
@@ -251,13 +293,29 @@ def test_mixed_precision_float16_trains_with_float32_outputs(tiny_dataset, tiny_
 
 
 def test_train_cli_unknown_device_is_one_line_exit_2(tiny_dataset, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "steel_keras", "train-segmenter", "--data",
-                             str(tiny_dataset), "--out", str(tmp_path / "run"), "--devices",
-                             "/gpu:7"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "steel_keras",
+            "train-segmenter",
+            "--data",
+            str(tiny_dataset),
+            "--out",
+            str(tmp_path / "run"),
+            "--devices",
+            "/gpu:7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = [x for x in result.stderr.splitlines() if x.startswith("steel-keras ")]
-    assert lines == ["steel-keras train-segmenter: error: devices: no device '/gpu:7' here; "
-                     "this machine has /device:CPU:0"]
+    assert lines == [
+        "steel-keras train-segmenter: error: devices: no device '/gpu:7' here; "
+        "this machine has /device:CPU:0"
+    ]
     assert not (tmp_path / "run").exists()
 
 
@@ -282,33 +340,60 @@ def test_quick_cpu_meets_its_quality_bars(tmp_path):
 
 def _files(folder):
     """Every file under ``folder`` with its bytes and modification time."""
-    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def _epochs(history):
     return [int(line.split(",")[0]) for line in history.read_text().splitlines()[1:]]
 
 
-@pytest.mark.parametrize(("stage", "overrides", "message"), [
-    ("classifier", {"backbone": "resnet1000"},
-     "classifier.backbone 'resnet1000' is not a classifier backbone; choose one of"),
-    ("segmenter", {"arch": "deeplab"}, "segmenter.arch 'deeplab' is not an architecture"),
-    ("segmenter", {"arch": "unet", "backbone": "resnet1000"},
-     "segmenter.backbone 'resnet1000' is not a backbone of unet"),
-    ("segmenter", {"arch": "unet_separable", "backbone": "resnet18"},
-     "segmenter.backbone 'resnet18' is not a backbone of unet_separable; choose one of none"),
-    ("segmenter", {"arch": "unet", "width": 0.5},
-     "segmenter.image_size [32, 160]: width applies to unet_separable only"),
-    # The second architecture's crop is refused before the first trains.
-    ("segmenter", {"arch": ["unet", "fpn"], "backbone": "resnet18", "image_size": [64, 128],
-                   "crop": [40, 64]},
-     "segmenter.crop [40, 64]: unet on resnet18 cannot take images of 40 x 64"),
-    ("segmenter", {"arch": ["unet_separable", "fpn"], "image_size": [48, 160]},
-     "segmenter.image_size [48, 160]: fpn on resnet18 cannot take images of 48 x 160"),
-])
+@pytest.mark.parametrize(
+    ("stage", "overrides", "message"),
+    [
+        (
+            "classifier",
+            {"backbone": "resnet1000"},
+            "classifier.backbone 'resnet1000' is not a classifier backbone; choose one of",
+        ),
+        ("segmenter", {"arch": "deeplab"}, "segmenter.arch 'deeplab' is not an architecture"),
+        (
+            "segmenter",
+            {"arch": "unet", "backbone": "resnet1000"},
+            "segmenter.backbone 'resnet1000' is not a backbone of unet",
+        ),
+        (
+            "segmenter",
+            {"arch": "unet_separable", "backbone": "resnet18"},
+            "segmenter.backbone 'resnet18' is not a backbone of unet_separable; choose one of none",
+        ),
+        (
+            "segmenter",
+            {"arch": "unet", "width": 0.5},
+            "segmenter.image_size [32, 160]: width applies to unet_separable only",
+        ),
+        # The second architecture's crop is refused before the first trains.
+        (
+            "segmenter",
+            {
+                "arch": ["unet", "fpn"],
+                "backbone": "resnet18",
+                "image_size": [64, 128],
+                "crop": [40, 64],
+            },
+            "segmenter.crop [40, 64]: unet on resnet18 cannot take images of 40 x 64",
+        ),
+        (
+            "segmenter",
+            {"arch": ["unet_separable", "fpn"], "image_size": [48, 160]},
+            "segmenter.image_size [48, 160]: fpn on resnet18 cannot take images of 48 x 160",
+        ),
+    ],
+)
 def test_names_and_sizes_only_the_models_know_are_refused_before_writing(
-        tiny_dataset, tiny_recipe, tmp_path, stage, overrides, message):
+    tiny_dataset, tiny_recipe, tmp_path, stage, overrides, message
+):
     from steel_keras.train import train_classifier, train_segmenter
 
     train = train_classifier if stage == "classifier" else train_segmenter
@@ -351,15 +436,19 @@ def test_a_damaged_config_is_one_error_naming_it(tiny_dataset, tiny_recipe, tmp_
         train_classifier(tiny_dataset, run / "config.json", tiny_recipe)
 
 
-def test_a_non_finite_loss_stops_training_and_restart_trains_again(tiny_dataset, tiny_recipe,
-                                                                 tmp_path):
+def test_a_non_finite_loss_stops_training_and_restart_trains_again(
+    tiny_dataset, tiny_recipe, tmp_path
+):
     from steel_keras.errors import TrainingError
     from steel_keras.train import train_segmenter
 
     run = tmp_path / "run"
     diverging = {"optimizer": "sgd", "learning_rate": 1e30, "epochs": 2}
-    with pytest.raises(TrainingError, match=r"segmenter/model.keras: the training loss became "
-                                            r"nan in epoch 1.*lower learning_rate \(now 1e\+30\)"):
+    with pytest.raises(
+        TrainingError,
+        match=r"segmenter/model.keras: the training loss became "
+        r"nan in epoch 1.*lower learning_rate \(now 1e\+30\)",
+    ):
         train_segmenter(tiny_dataset, run, tiny_recipe, diverging)
     assert not (run / "segmenter" / "summary.json").exists()  # not marked finished
     # Corrected, with a fine-tuning phase on another loss.
@@ -387,8 +476,11 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_dataset, tiny_recipe, 
 
     run = tmp_path / "run"
     history = run / "classifier" / "history.csv"
-    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(tiny_dataset), str(run),
-                              tiny_recipe], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED, str(tiny_dataset), str(run), tiny_recipe],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and child.poll() is None:
         if history.is_file() and len(history.read_text().splitlines()) >= 2:
@@ -408,7 +500,8 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_dataset, tiny_recipe, 
 
 
 def test_first_place_recipe_trains_unet_and_fpn_on_crops_and_predicts_at_full_size(
-        tiny_dataset, tmp_path):
+    tiny_dataset, tmp_path
+):
     """kaggle-1st-place-lite's shape (Unet and FPN, trained on crops), at tiny sizes.
 
     FPN needs a fixed input size: it trains at the crop size, is validated and saved at the
@@ -421,9 +514,21 @@ def test_first_place_recipe_trains_unet_and_fpn_on_crops_and_predicts_at_full_si
     first = load_recipe("kaggle-1st-place-lite")["segmenter"]
     assert first["arch"] == ["unet", "fpn"] and first["crop"] and first["train_on"] == "all"
     run = tmp_path / "first"
-    result = train_segmenter(tiny_dataset, run, "kaggle-1st-place-lite", {
-        "backbone": "resnet18", "encoder_weights": None, "image_size": [64, 128],
-        "crop": [32, 64], "epochs": 1, "batch_size": 2, "finetune": None, "verbose": 0})
+    result = train_segmenter(
+        tiny_dataset,
+        run,
+        "kaggle-1st-place-lite",
+        {
+            "backbone": "resnet18",
+            "encoder_weights": None,
+            "image_size": [64, 128],
+            "crop": [32, 64],
+            "epochs": 1,
+            "batch_size": 2,
+            "finetune": None,
+            "verbose": 0,
+        },
+    )
     assert [p.name for p in result.model_paths] == ["unet_model.keras", "fpn_model.keras"]
     fpn = load_model(run / "segmenter" / "fpn_model.keras")
     assert fpn.input_shape == (None, 64, 128, 1)  # a fixed full-size model, for ONNX too

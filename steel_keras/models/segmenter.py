@@ -120,8 +120,11 @@ def check_segmenter(
     elif arch == "unet_xception":
         rule = {"model": arch, "min_size": XCEPTION_MIN_SIZE}
     else:
-        rule = {"model": f"{arch} on {backbone}", "multiple": SM_SIZE_MULTIPLE,
-                "min_size": _SM_MIN_SIZE.get(backbone, SM_SIZE_MULTIPLE)}
+        rule = {
+            "model": f"{arch} on {backbone}",
+            "multiple": SM_SIZE_MULTIPLE,
+            "min_size": _SM_MIN_SIZE.get(backbone, SM_SIZE_MULTIPLE),
+        }
     return check_input_shape(input_shape, fixed=needs_fixed_size(arch), **rule)
 
 
