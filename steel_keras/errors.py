@@ -63,3 +63,7 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     a library's error inside one of ours."""
     text = str(exc).strip()
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+class TrainingError(SteelKerasError):
+    """Training could not go on: the loss became NaN or infinite."""

@@ -211,22 +211,28 @@ def predict_run(run_dir: str | Path, data: str | Path | SteelDataset | None,
 
 
 def run_baseline(data: str | Path | None = None, out: str | Path = "runs/baseline",
-                 recipe: str = "quick-cpu", tta: str = "flips") -> dict[str, Any]:
-    """Train, tune, evaluate and predict: the whole baseline in ``out``."""
+                 recipe: str = "quick-cpu", tta: str = "flips",
+                 restart: bool = False) -> dict[str, Any]:
+    """Train, tune, evaluate and predict: the whole baseline in ``out``.
+
+    A stage trained before is kept (``restart``: both are trained again)."""
     from steel_keras.train import train_classifier, train_segmenter
 
     started = time.perf_counter()
     ds = open_dataset(data)
     out = Path(out)
     timings = {}
-    for name, step in (("train_classifier", lambda: train_classifier(ds, out, recipe)),
-                       ("train_segmenter", lambda: train_segmenter(ds, out, recipe)),
+    for name, step in (("train_classifier",
+                        lambda: train_classifier(ds, out, recipe, restart=restart)),
+                       ("train_segmenter",
+                        lambda: train_segmenter(ds, out, recipe, restart=restart)),
                        ("tune", lambda: tune_run(out, ds, tta=tta)),
                        ("evaluate", lambda: evaluate_run(out, ds)),
                        ("predict", lambda: predict_run(out, ds, out / "submission.csv"))):
         print(f"== {name.replace('_', ' ')}", flush=True)
         t0 = time.perf_counter()
-        step()
+        if getattr(step(), "already_trained", False):
+            print("   already trained, left as it is (--restart trains it again)", flush=True)
         timings[name] = round(time.perf_counter() - t0, 1)
     metrics = read_json(out / "metrics.json", "evaluation's metrics")
     metrics["timings_s"] = timings | {"total": round(time.perf_counter() - started, 1)}

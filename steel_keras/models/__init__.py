@@ -54,6 +54,9 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
     Returns:
         The `keras.Model`, predicting exactly what it predicted when saved.
 
+    Raises:
+        DataError: a `.keras` file that is missing, empty or not a zip archive.
+
     Example:
 
     >>> import tempfile, pathlib
