@@ -9,11 +9,12 @@ wall-clock numbers are only as good as the cores that were free.
 ``--full`` also generates the default dataset (1,000 train + 200 test images, seed 2019) once,
 times it, and measures what the tests check against the real data: defect-free share, class
 shares, multi-class share, median mask areas and the all-empty submission's score on the test
-set.
+set. With ``--real DIR`` (a folder of real images) it also compares the first 100 train images'
+whole-image statistics with the real ones (``steel_keras.synthetic.realism``).
 
 Writes ``results/synthetic.json`` and ``results/synthetic.md``.
 
-    python benchmarks/bench_synthetic.py [--images 50] [--repeats 3] [--full]
+    python benchmarks/bench_synthetic.py [--images 50] [--repeats 3] [--full [--real DIR]]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +44,7 @@ from steel_keras.synthetic import (  # noqa: E402
     generate_dataset,
     render_image,
 )
+from steel_keras.synthetic.realism import compare_folders, format_comparison  # noqa: E402
 
 
 def time_generation(n_images: int, workers: int, repeats: int) -> dict:
@@ -117,8 +120,9 @@ def dataset_statistics(folder: Path) -> dict:
     }
 
 
-def full_run() -> dict:
+def full_run(real: Path | None) -> dict:
     """Generate the default dataset once with two workers; its time and statistics."""
+    realism = None
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         out = generate_dataset(
@@ -126,12 +130,16 @@ def full_run() -> dict:
         )
         seconds = time.perf_counter() - start
         stats = dataset_statistics(out)
+        if real is not None:
+            realism = compare_folders(real, out, max_synthetic=100)
     n = DEFAULT_TRAIN + DEFAULT_TEST
     return {
         "images": n,
         "seconds": round(seconds, 1),
         "images_per_s": round(n / seconds, 1),
         "statistics": stats,
+        "realism": None if realism is None else asdict(realism),
+        "realism_table": None if realism is None else format_comparison(realism),
     }
 
 
@@ -188,6 +196,8 @@ def report(speed: list[dict], cpu: dict, full: dict | None, load: tuple) -> str:
             f"{full['seconds']} s, {full['images_per_s']} images/s.\n\n"
         )
         text += statistics_table(full["statistics"])
+        if full["realism_table"]:
+            text += "\nWhole-image statistics, real against synthetic:\n\n" + full["realism_table"]
     return text
 
 
@@ -196,11 +206,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="also time the default dataset")
+    parser.add_argument("--real", type=Path, default=None, help="real images to compare with")
     args = parser.parse_args()
     load = os.getloadavg()
     speed = [time_generation(args.images, w, args.repeats) for w in (1, 2)]
     cpu = cpu_per_step(args.images)
-    full = full_run() if args.full else None
+    full = full_run(args.real) if args.full else None
     payload = {
         "load_average_at_start": [round(x, 2) for x in load],
         "generation": speed,

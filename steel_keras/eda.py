@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +27,9 @@ from steel_keras.data.dataset import (
     open_dataset,
     per_image_table,
 )
+from steel_keras.paths import check_output
 from steel_keras.rle import decode_rle
+from steel_keras.rundir import write_json
 
 __all__ = [
     "QUANTILES",
@@ -260,8 +261,7 @@ def run_eda(
     from steel_keras import viz
 
     ds = open_dataset(data_dir)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output(out_dir, kind="dir", inputs=[ds.root])
     stats = compute_eda(ds)
     table = ds.per_image_table()
     viz.plot_class_balance(
@@ -280,7 +280,7 @@ def run_eda(
     examples, skipped = _example_figures(ds, out, examples_per_class, seed)
     stats["figures"] = {**figures, **examples}
     stats["figures_skipped"] = skipped
-    (out / "eda.json").write_text(json.dumps(stats, indent=2) + "\n")
+    write_json(out / "eda.json", stats)
     return stats
 
 

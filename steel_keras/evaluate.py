@@ -29,7 +29,14 @@ from steel_keras.data.dataset import SteelDataset, open_dataset
 from steel_keras.errors import DataError
 from steel_keras.paths import atomic_write_text
 from steel_keras.pipeline import Probabilities, Thresholds, TwoStagePredictor, search_thresholds
-from steel_keras.rundir import PIPELINE_FILE, read_config, read_json, read_pipeline, write_json
+from steel_keras.rundir import (
+    PIPELINE_FILE,
+    check_run_output,
+    read_config,
+    read_json,
+    read_pipeline,
+    write_json,
+)
 from steel_keras.runs import load_run
 
 #: The rows of the evaluation, each adding one step of the pipeline to the one before.
@@ -116,9 +123,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | SteelDataset | None = N
                  out: str | Path | None = None, *, plots: bool = True) -> dict[str, Any]:
     """Score every stage of the pipeline on held-out images; write metrics, report and plots."""
     run_dir = Path(run_dir)
-    out = Path(out) if out else run_dir
     config = read_config(run_dir)
     ds = open_dataset(data if data is not None else config.get("data"))
+    out = check_run_output(out or run_dir, run_dir, ds.root, kind="dir")
     ids, split, truth, where = _held_out(ds, config)
     predictor = load_run(run_dir)
     plain = predictor.probabilities(ds, ids, split=split, tta="none", progress=True)
@@ -188,9 +195,14 @@ def _plots(out: Path, metrics: dict[str, Any], run_dir: Path, ds: SteelDataset, 
 
 def predict_run(run_dir: str | Path, data: str | Path | SteelDataset | None,
                 out: str | Path, *, runtime: str = "keras") -> Path:
-    """Predict every image of ``test_images/`` and write a submission in the sample's format."""
+    """Predict every image of ``test_images/`` and write a submission in the sample's format.
+
+    ``out`` may replace an earlier submission, never a file the prediction reads (the run's, or
+    anything in the data folder): that is an OutputError before any model is loaded.
+    """
     config = read_config(run_dir)
     ds = open_dataset(data if data is not None else config.get("data"))
+    check_run_output(out, run_dir, ds.root)
     if not ds.test_image_ids:
         raise DataError(f"{ds.root} has no images in test_images/; nothing to predict")
     predictor = load_run(run_dir, runtime=runtime)
@@ -199,22 +211,28 @@ def predict_run(run_dir: str | Path, data: str | Path | SteelDataset | None,
 
 
 def run_baseline(data: str | Path | None = None, out: str | Path = "runs/baseline",
-                 recipe: str = "quick-cpu", tta: str = "flips") -> dict[str, Any]:
-    """Train, tune, evaluate and predict: the whole baseline in ``out``."""
+                 recipe: str = "quick-cpu", tta: str = "flips",
+                 restart: bool = False) -> dict[str, Any]:
+    """Train, tune, evaluate and predict: the whole baseline in ``out``.
+
+    A stage trained before is kept (``restart``: both are trained again)."""
     from steel_keras.train import train_classifier, train_segmenter
 
     started = time.perf_counter()
     ds = open_dataset(data)
     out = Path(out)
     timings = {}
-    for name, step in (("train_classifier", lambda: train_classifier(ds, out, recipe)),
-                       ("train_segmenter", lambda: train_segmenter(ds, out, recipe)),
+    for name, step in (("train_classifier",
+                        lambda: train_classifier(ds, out, recipe, restart=restart)),
+                       ("train_segmenter",
+                        lambda: train_segmenter(ds, out, recipe, restart=restart)),
                        ("tune", lambda: tune_run(out, ds, tta=tta)),
                        ("evaluate", lambda: evaluate_run(out, ds)),
                        ("predict", lambda: predict_run(out, ds, out / "submission.csv"))):
         print(f"== {name.replace('_', ' ')}", flush=True)
         t0 = time.perf_counter()
-        step()
+        if getattr(step(), "already_trained", False):
+            print("   already trained, left as it is (--restart trains it again)", flush=True)
         timings[name] = round(time.perf_counter() - t0, 1)
     metrics = read_json(out / "metrics.json", "evaluation's metrics")
     metrics["timings_s"] = timings | {"total": round(time.perf_counter() - started, 1)}

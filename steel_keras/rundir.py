@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from steel_keras.errors import DataError
-from steel_keras.paths import atomic_write_text
+from steel_keras.paths import atomic_write_text, check_output, default_data_dir
 
 __all__ = [
     "CONFIG_FILE",
@@ -47,6 +47,7 @@ __all__ = [
     "SUMMARY_FILE",
     "RunModel",
     "backup_path",
+    "check_run_output",
     "classifier_file",
     "history_file",
     "logs_dir",
@@ -56,8 +57,11 @@ __all__ = [
     "read_config",
     "read_json",
     "read_pipeline",
+    "run_data_dir",
+    "run_inputs",
     "run_models",
     "segmenter_files",
+    "stage_image_size",
     "write_json",
 ]
 
@@ -116,14 +120,25 @@ def write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def read_json(path: str | Path, what: str) -> Any:
-    """A JSON file of a run; a truncated or hand-broken one is a one-line DataError."""
+def read_json(path: str | Path, what: str,
+              fix: str = "restore it or train the run again") -> Any:
+    """A JSON file of a run; a truncated or hand-broken one is a one-line DataError.
+
+    Args:
+        path: the file.
+        what: what it holds, for the message ("run's configuration").
+        fix: what to do about a damaged one, for the message.
+    """
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes())
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {what} ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); the {what} is "
-                        "damaged: restore it or train the run again") from None
+                        f"damaged: {fix}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a JSON text file; the {what} is damaged: {fix}") from None
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:
@@ -145,7 +160,41 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
 def read_pipeline(run_dir: str | Path) -> dict[str, Any]:
     """``pipeline.json`` of a run (thresholds and TTA), or ``{}`` before ``tune`` ran."""
     path = Path(run_dir) / PIPELINE_FILE
-    return read_json(path, "tuned pipeline") if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    fix = f"run `steel-keras tune --run {run_dir}` again"
+    settings = read_json(path, "tuned pipeline", fix)
+    if not isinstance(settings, dict):
+        raise DataError(f"{path}: expected a JSON object; {fix}")
+    return settings
+
+
+def run_inputs(run_dir: str | Path) -> list[Path]:
+    """What commands reading a run read from it: ``config.json``, ``pipeline.json``, the stage
+    folders (models, histories) and the exports. No output of theirs may go there."""
+    run_dir = Path(run_dir)
+    return [run_dir / CONFIG_FILE, run_dir / PIPELINE_FILE, *(run_dir / s for s in STAGES),
+            run_dir / EXPORT_DIR]
+
+
+def run_data_dir(run_dir: str | Path, data: str | Path | None = None) -> Path:
+    """The data folder a command on a run reads: ``data``, else the run's, else the default.
+
+    Raises:
+        DataError: the run or its ``config.json`` is missing or damaged.
+    """
+    if data is not None:
+        return Path(data)
+    recorded = read_config(run_dir).get("data")
+    return Path(recorded) if isinstance(recorded, str) and recorded else default_data_dir()
+
+
+def check_run_output(path: str | Path, run_dir: str | Path, data: str | Path | None = None, *,
+                     kind: str = "file", what: str = "--out") -> Path:
+    """:func:`~steel_keras.paths.check_output` for a command on a run: ``path`` is neither the
+    run's files nor inside its data folder. Cheap (no model is loaded): call it first."""
+    inputs = [run_data_dir(run_dir, data), *run_inputs(run_dir)]
+    return check_output(path, kind=kind, inputs=inputs, what=what)
 
 
 def classifier_file(run_dir: str | Path) -> Path | None:
@@ -214,10 +263,14 @@ class RunModel:
         return self.export_dir(fmt) / PARITY_FILE
 
 
-def _image_size(config: dict, stage: str, run_dir: Path) -> tuple[int, int]:
-    size = config.get(stage, {}).get("image_size")
-    if not (isinstance(size, list | tuple) and len(size) == 2):
-        raise DataError(f"{run_dir / CONFIG_FILE} has no {stage}.image_size [height, width]")
+def stage_image_size(config: dict, stage: str, run_dir: str | Path) -> tuple[int, int]:
+    """``(height, width)`` a stage's models take, from a run's ``config.json``."""
+    section = config.get(stage)
+    size = section.get("image_size") if isinstance(section, dict) else None
+    if not (isinstance(size, list | tuple) and len(size) == 2
+            and all(isinstance(v, int) and v > 0 for v in size)):
+        raise DataError(f"{Path(run_dir) / CONFIG_FILE} has no valid {stage}.image_size "
+                        "[height, width]; restore the file or train the run again")
     return int(size[0]), int(size[1])
 
 
@@ -232,9 +285,10 @@ def run_models(run_dir: str | Path, stages: tuple[str, ...] = STAGES) -> list[Ru
     models = []
     cls_path = classifier_file(run_dir)
     if "classifier" in stages and cls_path is not None:
-        models.append(RunModel("classifier", cls_path, _image_size(config, "classifier", run_dir)))
+        size = stage_image_size(config, "classifier", run_dir)
+        models.append(RunModel("classifier", cls_path, size))
     if "segmenter" in stages:
-        size = _image_size(config, "segmenter", run_dir)
+        size = stage_image_size(config, "segmenter", run_dir)
         paths = sorted({p for group in segmenter_files(run_dir) for p in group.values()})
         models += [RunModel("segmenter", p, size) for p in paths]
     return models
@@ -248,4 +302,4 @@ def model_for_path(keras_path: str | Path) -> RunModel:
         raise DataError(f"{keras_path} is not RUN_DIR/classifier/*.keras or "
                         "RUN_DIR/segmenter/*.keras")
     run_dir = keras_path.parent.parent
-    return RunModel(stage, keras_path, _image_size(read_config(run_dir), stage, run_dir))
+    return RunModel(stage, keras_path, stage_image_size(read_config(run_dir), stage, run_dir))

@@ -20,6 +20,7 @@ from steel_keras.rundir import (
     read_config,
     read_pipeline,
     segmenter_files,
+    stage_image_size,
 )
 
 
@@ -52,15 +53,17 @@ def load_run(run_dir: str | Path, *, tta: str | None = None, runtime: str = "ker
         use_thresholds: apply the tuned thresholds (else pixel 0.5 and no other filtering).
     """
     run_dir = Path(run_dir)
+    # Every file that is cheap to read is checked before any model loads.
     config = read_config(run_dir)
     groups = segmenter_files(run_dir)
-    segmenters = [{k: load_model_for_runtime(p, runtime) for k, p in g.items()} for g in groups]
     cls_path = classifier_file(run_dir)
-    classifier = load_model_for_runtime(cls_path, runtime) if cls_path else None
+    seg_size = stage_image_size(config, "segmenter", run_dir)
+    cls_size = stage_image_size(config, "classifier", run_dir) if cls_path else None
     settings = read_pipeline(run_dir)
     thresholds = (_thresholds(run_dir, settings)
                   if use_thresholds and "thresholds" in settings else Thresholds())
+    segmenters = [{k: load_model_for_runtime(p, runtime) for k, p in g.items()} for g in groups]
+    classifier = load_model_for_runtime(cls_path, runtime) if cls_path else None
     return TwoStagePredictor(
-        segmenters, tuple(config["segmenter"]["image_size"]), classifier=classifier,
-        cls_size=tuple(config["classifier"]["image_size"]), thresholds=thresholds,
+        segmenters, seg_size, classifier=classifier, cls_size=cls_size, thresholds=thresholds,
         tta=tta or settings.get("tta", "none"), batch_size=batch_size)

@@ -29,14 +29,23 @@ from steel_keras.data.annotations import (
 from steel_keras.errors import DataError
 from steel_keras.rle import decode_rle
 from steel_keras.synthetic import (
+    COMPARE_PNG,
     DEFAULT_SEED,
     DEFAULT_TEST,
     DEFAULT_TRAIN,
     IN_PROGRESS_FILE,
+    MANIFEST_FILE,
     ensure_default_dataset,
     generate_dataset,
     is_synthetic_dataset,
     resolve_data_dir,
+)
+from steel_keras.synthetic.realism import (
+    STATISTICS,
+    compare_folders,
+    format_comparison,
+    image_statistics,
+    jpeg_quality,
 )
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{9}\.jpg$")
@@ -176,13 +185,76 @@ def test_regenerating_replaces_a_previous_dataset(tmp_path):
     assert json.loads((out / "dataset_info.json").read_text())["seed"] == 2
 
 
-def test_refuses_a_foreign_folder_unless_overwrite(tmp_path):
+def test_refuses_a_foreign_folder_and_writes_nothing(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(DataError, match="--overwrite"):
+    with pytest.raises(DataError, match="not empty and holds no synthetic dataset"):
         generate_dataset(tmp_path, 2, 1, seed=1, progress=False)
-    generate_dataset(tmp_path, 2, 1, seed=1, progress=False, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
-    assert (tmp_path / "train.csv").is_file()
+
+
+def test_regenerating_deletes_only_the_files_it_wrote(tmp_path):
+    out = generate_dataset(tmp_path / "d", 5, 2, seed=1, progress=False)
+    old_images = {p.name for p in (out / "train_images").glob("*.jpg")}
+    mine = out / "train_images" / "my_own_photo.jpg"
+    mine.write_bytes(b"not a generated image")
+    (out / "notes.txt").write_text("keep me")
+    generate_dataset(out, 3, 1, seed=2, progress=False)
+    new_images = {p.name for p in (out / "train_images").glob("*.jpg")} - {mine.name}
+    assert mine.read_bytes() == b"not a generated image"
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert len(new_images) == 3 and not new_images & old_images
+    manifest = json.loads((out / MANIFEST_FILE).read_text())["files"]
+    assert {f"train_images/{name}" for name in new_images} <= set(manifest)
+    assert f"train_images/{mine.name}" not in manifest and "notes.txt" not in manifest
+
+
+def test_refuses_to_replace_a_file_it_did_not_write(tmp_path):
+    from steel_keras.synthetic.labels import image_ids
+
+    out = generate_dataset(tmp_path / "d", 2, 0, seed=3, progress=False)
+    train_ids, _ = image_ids(3, 4, 0)  # a larger run adds train_ids[2:] to the same prefix
+    theirs = out / "train_images" / train_ids[3]
+    theirs.write_bytes(b"someone else's")
+    with pytest.raises(DataError, match=f"{train_ids[3]} exists and was not written"):
+        generate_dataset(out, 4, 0, seed=3, progress=False)
+    assert theirs.read_bytes() == b"someone else's"
+    assert all((out / "train_images" / name).is_file() for name in train_ids[:2])
+
+
+def test_replaces_a_dataset_of_an_older_version_without_a_manifest(tmp_path):
+    out = generate_dataset(tmp_path / "d", 4, 1, seed=5, progress=False)
+    info = json.loads((out / "dataset_info.json").read_text())
+    (out / "dataset_info.json").write_text(json.dumps({**info, "generator_version": "2"}))
+    (out / MANIFEST_FILE).unlink()  # as version 2 left it
+    old_images = {p.name for p in (out / "train_images").glob("*.jpg")}
+    mine = out / "train_images" / "added_by_hand.jpg"
+    mine.write_bytes(b"x")
+    generate_dataset(out, 2, 1, seed=6, progress=False)
+    assert mine.read_bytes() == b"x"
+    left = {p.name for p in (out / "train_images").glob("*.jpg")}
+    assert not left & old_images and len(left - {mine.name}) == 2
+
+
+def test_a_manifest_naming_files_outside_the_folder_is_refused(tmp_path):
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep")
+    out = generate_dataset(tmp_path / "d", 2, 0, seed=1, progress=False)
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    manifest["files"].append("../precious.txt")
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="outside the dataset folder"):
+        generate_dataset(out, 2, 0, seed=1, progress=False)
+    assert outside.read_text() == "keep"
+
+
+def test_an_unfinished_dataset_of_an_older_version_is_refused(tmp_path):
+    (tmp_path / IN_PROGRESS_FILE).write_text("{}")  # version 2 marked folders like this
+    (tmp_path / "train_images").mkdir()
+    (tmp_path / "train_images" / "0123abcde.jpg").write_bytes(b"?")
+    with pytest.raises(DataError, match="older steel-keras without a manifest"):
+        generate_dataset(tmp_path, 1, 0, seed=1, progress=False)
+    assert (tmp_path / "train_images" / "0123abcde.jpg").read_bytes() == b"?"
 
 
 def test_rejects_no_images(tmp_path):
@@ -356,6 +428,97 @@ def test_cli_bad_counts_are_one_line_errors(tmp_path, args, message):
 def test_cli_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     result = run_cli("make-dataset", "--out", str(tmp_path), "--train", "1", "--test", "0")
-    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert result.returncode == 2 and "holds no synthetic dataset" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_cli_compares_with_a_folder_of_images(tiny_dataset, tmp_path):
+    """The comparison runs end to end; any folder of JPEGs stands in for the real images."""
+    out, png = tmp_path / "cli", tmp_path / "side.png"
+    result = run_cli(
+        "make-dataset", "--out", str(out), "--train", "6", "--test", "0", "--quiet",
+        "--compare-real", str(tiny_dataset), "--compare-png", str(png),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| pixel standard deviation |" in result.stdout
+    assert "real median [IQR], 48 images | synthetic median [IQR], 6 images" in result.stdout
+    assert re.search(r"\d+ of 11 synthetic medians inside the real IQR", result.stdout)
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.width == 2 * 800 + 8
+    default = run_cli(
+        "make-dataset", "--out", str(out), "--train", "2", "--test", "0", "--quiet",
+        "--compare-real", str(tiny_dataset / "train_images"),
+    )  # fmt: skip
+    assert default.returncode == 0, default.stderr
+    assert (out / COMPARE_PNG).is_file()
+    assert COMPARE_PNG in json.loads((out / MANIFEST_FILE).read_text())["files"]
+
+
+def test_cli_compare_without_images_fails_before_generating(tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "never"
+    result = run_cli(
+        "make-dataset", "--out", str(out), "--train", "2", "--test", "0",
+        "--compare-real", str(tmp_path / "empty"),
+    )  # fmt: skip
+    assert result.returncode == 2 and "holds no .jpg or .png image" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "train.csv").exists()
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- realism
+
+
+def test_image_statistics_of_known_images():
+    rows = 128 + 120 * np.cos(2 * np.pi * 2 * np.arange(256) / 256)  # two slow bands
+    bands = np.tile(rows[:, None], (1, 1600))
+    stats = image_statistics(bands)
+    assert stats["row_banding"] == pytest.approx(bands.std())
+    assert stats["column_banding"] == pytest.approx(0.0, abs=1e-9)
+    assert stats["bright_share"] == pytest.approx(100 * (bands > 200).mean())
+    assert stats["dark_share"] == pytest.approx(100 * (bands < 40).mean())
+    assert stats["high_frequency"] < 1e-9 and stats["gradient_ratio"] == 0.0
+    stripes = np.tile([0.0, 255.0], (256, 800))  # one-pixel columns: all energy at Nyquist
+    stats = image_statistics(stripes)
+    assert stats["high_frequency"] == pytest.approx(1.0)
+    assert stats["local_contrast"] == pytest.approx(255 * np.sqrt(20) / 9, rel=1e-3)
+    assert stats["column_banding"] == pytest.approx(127.5) and stats["row_banding"] == 0.0
+    spots = np.full((256, 1600), 100.0)
+    spots[::16, ::16] = 255.0
+    assert image_statistics(spots)["skewness"] > 3 > -3 > image_statistics(255 - spots)["skewness"]
+
+
+def test_jpeg_quality_is_read_from_the_quantisation_table(tmp_path):
+    gray = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+    for quality in (75, 90, 95):
+        gray.convert("RGB").save(tmp_path / f"q{quality}.jpg", quality=quality)
+        assert jpeg_quality(tmp_path / f"q{quality}.jpg") == quality
+    gray.save(tmp_path / "lossless.png")
+    assert np.isnan(jpeg_quality(tmp_path / "lossless.png"))
+
+
+def test_compare_folders_against_itself_is_inside_everywhere(tiny_dataset):
+    comparison = compare_folders(tiny_dataset, tiny_dataset / "train_images")
+    assert comparison.n_real == comparison.n_synthetic == 48
+    assert comparison.outside == [] and comparison.real == comparison.synthetic
+    table = format_comparison(comparison)
+    assert table.count("\n") == 2 + len(STATISTICS) and "**no**" not in table
+
+
+def test_compare_folders_errors_name_the_folder(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        compare_folders(tmp_path / "missing", tmp_path)
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "a.txt").write_text("x")
+    with pytest.raises(DataError, match=r"text holds no \.jpg or \.png image"):
+        compare_folders(tmp_path / "text", tmp_path)
+
+
+@pytest.mark.real_data
+def test_synthetic_statistics_lie_inside_the_real_interquartile_range(real_sample, stats_dataset):
+    """Each statistic's median over 100 synthetic train images is inside the real images' IQR."""
+    real = real_sample / "images" / "train"
+    comparison = compare_folders(real, stats_dataset, max_synthetic=100)
+    assert comparison.n_real >= 20 and comparison.n_synthetic == 100
+    assert comparison.outside == [], format_comparison(comparison)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from steel_keras.chapters import SMOKE_ENV
 from steel_keras.chapters.notebooks import Chapter, to_notebook
+from steel_keras.paths import atomic_output
 
 __all__ = ["ChapterResult", "check_chapters", "format_result", "run_chapter"]
 
@@ -96,8 +97,8 @@ def run_chapter(chapter: Chapter, timeout: float = DEFAULT_TIMEOUT, *, smoke: bo
     if out is not None:
         import nbformat
 
-        out.mkdir(parents=True, exist_ok=True)
-        nbformat.write(notebook, out / f"{chapter.name}.ipynb")
+        with atomic_output(out / f"{chapter.name}.ipynb") as partial:
+            nbformat.write(notebook, partial)
     return ChapterResult(chapter, not error, seconds, error, _children_cpu() - cpu_start)
 
 

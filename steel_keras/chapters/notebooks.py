@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 
 from steel_keras.errors import SteelKerasError
-from steel_keras.paths import project_root
+from steel_keras.paths import atomic_write_text, project_root
 
 __all__ = ["Chapter", "chapters", "out_of_sync", "sync_notebooks", "to_notebook"]
 
@@ -97,7 +97,7 @@ def sync_notebooks(chosen: list[Chapter] | None = None) -> list[Path]:
     for chapter in chosen or chapters():
         text = nbformat.writes(to_notebook(chapter.script)) + "\n"
         if not chapter.notebook.is_file() or chapter.notebook.read_text() != text:
-            chapter.notebook.write_text(text)
+            atomic_write_text(chapter.notebook, text)
             changed.append(chapter.notebook)
     return changed
 

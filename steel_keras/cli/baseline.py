@@ -4,33 +4,36 @@ from __future__ import annotations
 
 import argparse
 
-from steel_keras.cli._args import existing_dir
+from steel_keras.cli._train_args import add_run_args, announce
+from steel_keras.recipes import load_recipe
 
 NAME = "baseline"
-HELP = ("train the classifier and segmenter, tune thresholds, evaluate every stage and write "
-        "submission.csv (synthetic data by default)")
+HELP = (
+    "train the classifier and segmenter, tune thresholds, evaluate every stage and write "
+    "submission.csv (synthetic data by default)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=existing_dir, default=None,
-                        help="Kaggle-layout folder (default: the synthetic dataset, made on "
-                             "first use)")
-    parser.add_argument("--out", default="runs/baseline", help="run directory "
-                                                               "(default: runs/baseline)")
-    parser.add_argument("--recipe", default="quick-cpu",
-                        help="quick-cpu (default), unet-bce-25, kaggle-1st-place-lite, or a "
-                             ".json recipe")
-    parser.add_argument("--tta", choices=["none", "hflip", "vflip", "flips"], default="flips",
-                        help="test-time augmentation (default: flips, both averaged)")
+    add_run_args(parser, "runs/baseline")
+    parser.add_argument(
+        "--tta",
+        choices=["none", "hflip", "vflip", "flips"],
+        default="flips",
+        help="test-time augmentation (default: flips, both averaged)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    announce(load_recipe(args.recipe))  # a bad recipe: one line, before TensorFlow
     from steel_keras.evaluate import ablation_table, run_baseline
 
-    metrics = run_baseline(args.data, args.out, args.recipe, args.tta)
+    metrics = run_baseline(args.data, args.out, args.recipe, args.tta, restart=args.restart)
     print()
     print(f"Held-out: {metrics['images']} images, {metrics['held_out']}")
     print(ablation_table(metrics))
-    print(f"report: {args.out}/report.md   submission: {args.out}/submission.csv   "
-          f"total {metrics['timings_s']['total']:.0f} s")
+    print(
+        f"report: {args.out}/report.md   submission: {args.out}/submission.csv   "
+        f"total {metrics['timings_s']['total']:.0f} s"
+    )
     return 0

@@ -43,8 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from steel_keras.rundir import check_run_output, read_config, write_json
+
+    read_config(args.run)
+    if args.json:
+        check_run_output(args.json, args.run, args.data, what="--json")  # before the timing
     from steel_keras.deploy import benchmark_run, markdown_report
-    from steel_keras.rundir import write_json
 
     result = benchmark_run(args.run, args.runtimes, batch=args.batch,
                            iterations=args.iterations, warmup=args.warmup, stage=args.stage,

@@ -79,14 +79,25 @@ def run(args: argparse.Namespace) -> int:
 def _student_copy(args: argparse.Namespace) -> int:
     from steel_keras.grading.student_copy import write_student_copy
 
-    written = write_student_copy(args.out, solutions=args.solutions, force=args.force)
+    copy = write_student_copy(args.out, solutions=args.solutions, force=args.force)
+    if copy.backed_up:
+        print(f"moved {len(copy.backed_up)} changed file(s) to {copy.backup_dir} first: "
+              + ", ".join(str(p.relative_to(copy.backup_dir)) for p in copy.backed_up))
     kind = "instructor copy with solutions" if args.solutions else "student copy"
-    print(f"wrote the {kind} to {args.out} ({len(written)} files); grade it with:\n"
-          f"  steel-keras grade --path {args.out / 'exercises'}")
+    print(f"wrote the {kind} to {args.out} ({len(copy.files)} files, {len(copy.written)} "
+          f"changed); grade it with:\n  steel-keras grade --path {args.out / 'exercises'}")
     return 0
 
 
+#: What ``course sync`` and ``course check`` import: the ``course`` extra of pyproject.toml.
+_SYNC_MODULES = ("nbformat", "jupytext")
+_CHECK_MODULES = (*_SYNC_MODULES, "nbclient", "ipykernel")
+
+
 def _sync(args: argparse.Namespace) -> int:
+    from steel_keras.errors import require_modules
+
+    require_modules("course sync", "course", *_SYNC_MODULES)
     from steel_keras.chapters.notebooks import out_of_sync, sync_notebooks
 
     if args.check:
@@ -108,6 +119,12 @@ def _sync(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     import time
 
+    from steel_keras.errors import require_modules
+    from steel_keras.paths import check_output, project_root
+
+    if args.out is not None:  # never over the chapters' own notebooks
+        check_output(args.out, kind="dir", inputs=[project_root() / "course"])
+    require_modules("course check", "course", *_CHECK_MODULES)
     from steel_keras.chapters import smoke_mode
     from steel_keras.chapters.check import check_chapters, format_result
     from steel_keras.chapters.notebooks import chapters

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Download, unzip and print where the data is."""
     from steel_keras.download import download_competition
+    from steel_keras.paths import check_output
+
+    check_output(args.out, kind="dir")
 
     path = download_competition(args.out, keep_zip=args.keep_zip, quiet=args.quiet)
     print(f"Severstal data in {path}; use it with --data {path}")

@@ -25,12 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the EDA, then print the summary table and the files written."""
+    from steel_keras.paths import check_output, default_data_dir, default_runs_dir
+
+    out = args.out if args.out is not None else default_runs_dir() / "eda"
+    # Before the data is read, or generated on first use.
+    check_output(out, kind="dir", inputs=[args.data or default_data_dir()])
     from steel_keras.eda import format_eda_summary, run_eda
-    from steel_keras.paths import default_runs_dir
     from steel_keras.synthetic import resolve_data_dir
 
     data_dir = resolve_data_dir(args.data)
-    out = args.out if args.out is not None else default_runs_dir() / "eda"
     stats = run_eda(data_dir, out, examples_per_class=args.examples, seed=args.seed)
     print(format_eda_summary(stats))
     print(f"wrote {out / 'eda.json'}")

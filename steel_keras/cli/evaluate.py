@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from steel_keras.rundir import check_run_output
+
+    check_run_output(args.out or args.run, args.run, args.data, kind="dir")  # before TensorFlow
     from steel_keras.evaluate import ablation_table, evaluate_run
 
     metrics = evaluate_run(args.run, args.data, args.out)

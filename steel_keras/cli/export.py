@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from steel_keras.cli._args import existing_dir, non_negative_int, positive_int
 from steel_keras.deploy.registry import RUNTIMES, export_formats, precisions
@@ -46,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from steel_keras.paths import check_output
+    from steel_keras.rundir import EXPORT_DIR, read_config
+
+    read_config(args.run)
+    check_output(Path(args.run) / EXPORT_DIR, kind="dir", what="--run")  # before TensorFlow
     from steel_keras.deploy import export_run
 
     stages = ("classifier", "segmenter") if args.stage == "all" else (args.stage,)

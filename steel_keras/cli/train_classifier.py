@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from steel_keras.cli._train_args import add_common, overrides
+from steel_keras.cli._train_args import add_common, announce, overrides, report
+from steel_keras.recipes import key_help, load_recipe
 
 NAME = "train-classifier"
 HELP = "train the defect / no-defect classifier (quick-cpu recipe by default)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common(parser, "runs/baseline")
-    parser.add_argument("--backbone", help="xception, efficientnetb0, mobilenetv2, resnet50 or "
-                                           "small_cnn (default: the recipe's)")
+    add_common(parser, "runs/baseline", "classifier")
+    parser.add_argument(
+        "--backbone", help="override the recipe's backbone: " + key_help("classifier", "backbone")
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    values = overrides(args, backbone=args.backbone)
+    # Bad keys: one line, before TensorFlow starts.
+    announce(load_recipe(args.recipe, classifier=values))
     from steel_keras.train import train_classifier
 
-    result = train_classifier(args.data, args.out, args.recipe,
-                              overrides(args, backbone=args.backbone))
-    print(json.dumps(result.summary, indent=2))
-    print(f"classifier saved to {result.model_paths[0]}")
+    report(train_classifier(args.data, args.out, args.recipe, values, restart=args.restart))
     return 0

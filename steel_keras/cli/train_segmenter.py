@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from steel_keras.cli._train_args import add_common, overrides
+from steel_keras.cli._train_args import add_common, announce, overrides, report
+from steel_keras.recipes import key_help, load_recipe
 
 NAME = "train-segmenter"
 HELP = "train the segmenter: one 4-channel model, or one model per class"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common(parser, "runs/baseline")
-    parser.add_argument("--arch", help="unet, fpn, linknet, unet_xception or unet_separable "
-                                       "(default: the recipe's)")
-    parser.add_argument("--backbone", help="encoder of unet/fpn/linknet, e.g. resnet18, "
-                                           "efficientnetb0 (default: the recipe's)")
-    parser.add_argument("--mode", choices=["multilabel", "per_class"],
-                        help="one 4-channel model or one model per class (default: recipe's)")
+    add_common(parser, "runs/baseline", "segmenter")
+    parser.add_argument(
+        "--arch",
+        help="override the recipe's arch with one architecture: "
+        "unet, fpn, linknet, unet_xception or unet_separable",
+    )
+    parser.add_argument(
+        "--backbone", help="override the recipe's backbone: " + key_help("segmenter", "backbone")
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["multilabel", "per_class"],
+        help="override the recipe's mode: " + key_help("segmenter", "mode"),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    values = overrides(args, arch=args.arch, backbone=args.backbone, mode=args.mode)
+    # Bad keys: one line, before TensorFlow starts.
+    announce(load_recipe(args.recipe, segmenter=values))
     from steel_keras.train import train_segmenter
 
-    result = train_segmenter(args.data, args.out, args.recipe,
-                             overrides(args, arch=args.arch, backbone=args.backbone,
-                                       mode=args.mode))
-    print(json.dumps(result.summary, indent=2))
-    print("segmenter saved to " + ", ".join(str(p) for p in result.model_paths))
+    report(train_segmenter(args.data, args.out, args.recipe, values, restart=args.restart))
     return 0

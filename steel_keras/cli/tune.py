@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from steel_keras.cli._args import existing_dir, non_negative_int
 
@@ -21,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from steel_keras.paths import check_output
+    from steel_keras.rundir import PIPELINE_FILE, read_config
+
+    read_config(args.run)
+    check_output(Path(args.run) / PIPELINE_FILE, what="--run")  # before TensorFlow starts
     from steel_keras.evaluate import tune_run
 
     settings = tune_run(args.run, args.data, tta=args.tta, min_component=args.min_component)

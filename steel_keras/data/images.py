@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ from steel_keras.errors import DataError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "broken_link",
     "check_size",
     "downscale_mask",
     "model_input",
@@ -85,22 +88,65 @@ def read_image(
     path = Path(path)
     size = check_size(size)
     try:
+        # Image.open reads the header only: the size is checked before anything is decoded.
         with Image.open(path) as img:
             _check_image_size(path, img, expected_shape)
             gray = _to_gray(img)
             return resize_image(gray, size)
     except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
+        raise DataError(broken_link(path) or f"{path}: image file not found") from None
+    except Image.DecompressionBombError:
+        raise DataError(
+            f"{path}: the image header claims more than {_max_pixels():,} pixels "
+            "(a corrupt file or a decompression bomb); remove or replace it"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(
-            f"{path}: not a readable image ({exc}); the file may be corrupt or "
-            "truncated: download or generate it again"
-        ) from None
+        raise DataError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why an image file cannot be read: a broken link, or a corrupt or truncated file."""
+    link = broken_link(path)
+    if link:
+        return link
+    return (
+        f"{path}: not a readable image ({exc}); the file may be corrupt or truncated: "
+        "download or generate it again"
+    )
+
+
+def broken_link(path: Path) -> str | None:
+    """What is wrong with ``path`` if it is a symbolic link that leads nowhere, else None."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return (
+                f"{path}: a symbolic link that loops ({exc.strerror}); remove it or point "
+                "it at an image"
+            )
+        if os.path.islink(path):
+            return (
+                f"{path}: a symbolic link to {os.readlink(path)}, which does not exist; "
+                "remove it or point it at an image"
+            )
+    return None
+
+
+def _max_pixels() -> int:
+    """The most pixels an image of unchecked size may have: Pillow's bomb limit (its default,
+    about 89 million, where a caller switched the limit off)."""
+    return int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 
 
 def _check_image_size(path: Path, img: Image.Image, expected: tuple[int, int] | None) -> None:
+    if expected is None and img.width * img.height > _max_pixels():
+        raise DataError(
+            f"{path}: image is {img.width}x{img.height} pixels, more than "
+            f"{_max_pixels():,}; remove it or scale it down"
+        )
     if expected is not None and img.size != (expected[1], expected[0]):
         raise DataError(
             f"{path}: image is {img.size[0]}x{img.size[1]} (width x height); "

@@ -39,8 +39,9 @@ import numpy as np
 from steel_keras.deploy.inputs import run_images
 from steel_keras.deploy.parity import Parity
 from steel_keras.deploy.registry import RUNTIMES, Runtime, get_runtime, resolve, runtime_for_export
-from steel_keras.errors import ConfigError, RuntimeUnavailableError, SteelKerasError
-from steel_keras.rundir import STAGES, RunModel, run_models, write_json
+from steel_keras.errors import ConfigError, DataError, RuntimeUnavailableError, SteelKerasError
+from steel_keras.paths import atomic_output
+from steel_keras.rundir import STAGES, RunModel, read_json, run_models, write_json
 
 DEFAULT_OPSET = 17
 
@@ -97,14 +98,12 @@ def convert_onnx(source: str | Path, out: str | Path, *, image_size: tuple[int, 
     import tf2onnx
 
     model = _load_keras(source, image_size)
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
     converted, _ = tf2onnx.convert.from_keras(
         model, input_signature=_signature(model, image_size), opset=opset)
     split = split_reductions(converted)
-    onnx.save(converted, str(partial))
-    onnx.checker.check_model(str(partial))
-    _replace(partial, out)
+    with atomic_output(out) as partial:
+        onnx.save(converted, str(partial))
+        onnx.checker.check_model(str(partial))
     graph = converted.graph
 
     def shapes(values: Any) -> dict[str, list[Any]]:
@@ -309,7 +308,12 @@ def check_parity(models: list[RunModel], runtime: str, *, images: int = 8, batch
 
 def _write_parity(model: RunModel, runtime: Runtime, record: dict[str, Any]) -> Path:
     path = model.parity_path(runtime.export_folder)
-    table = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        table = read_json(path, "parity table") if path.is_file() else {}
+    except DataError:
+        table = None
+    if not isinstance(table, dict):
+        table = {}  # an earlier export's damaged table: written afresh
     table[model.stem] = record
     return write_json(path, table)
 

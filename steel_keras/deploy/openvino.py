@@ -31,8 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from steel_keras.deploy._layout import RuntimeUnavailableError
-from steel_keras.errors import ConfigError, DataError
+from steel_keras.errors import ConfigError, DataError, RuntimeUnavailableError
 
 INSTALL = "`pip install openvino nncf` (steel-keras dependencies that a --no-deps install skips)"
 HINTS = ("LATENCY", "THROUGHPUT")

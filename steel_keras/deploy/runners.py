@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from steel_keras.deploy.registry import get_runtime, resolve
-from steel_keras.errors import DataError, RuntimeUnavailableError
+from steel_keras.errors import DataError, RuntimeUnavailableError, SteelKerasError, first_line
 from steel_keras.rundir import model_for_path
 
 
@@ -237,4 +237,11 @@ def load_runner(keras_path: str | Path, runtime: str = "onnx") -> Any:
     if not path.exists():
         raise DataError(f"no {runtime} export of {model.keras_path} (expected {path}); run "
                         f"`{entry.export_command(model.run_dir)}` first")
-    return runner(path)
+    try:
+        return runner(path)
+    except SteelKerasError:
+        raise
+    except Exception as exc:  # each runtime raises its own types for a file it cannot read
+        raise DataError(f"{path}: {runtime} cannot load this export ({first_line(exc)}); it "
+                        f"may be damaged: make it again with "
+                        f"`{entry.export_command(model.run_dir)}`") from None

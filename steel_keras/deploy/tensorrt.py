@@ -19,7 +19,6 @@ None of this has run on the machine these files were written on (no GPU, no Tens
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from steel_keras.errors import ConfigError, RuntimeUnavailableError, SteelKerasError
+from steel_keras.paths import atomic_output
+from steel_keras.rundir import read_json, write_json
 
 INSTALL_HINT = ("install it from NVIDIA's index with `pip install tensorrt --extra-index-url "
                 "https://pypi.nvidia.com` on a machine with an NVIDIA GPU and driver; meanwhile "
@@ -252,13 +253,14 @@ def build_engine(source: str | Path, out: str | Path, *, precision: str = "fp32"
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise SteelKerasError(f"TensorRT could not build an engine from {source} (see the log)")
-    out.write_bytes(bytes(serialized))
+    with atomic_output(out) as partial:
+        partial.write_bytes(bytes(serialized))
     meta = {"tensorrt_version": str(trt.__version__), "gpu": gpu_name(), "precision": precision,
             "onnx": str(onnx_path), "built_from": str(source), "workspace_gb": workspace_gb,
             "batch": {"min": 1, "opt": batch, "max": max_batch},
             "inputs": _io_shapes(network, network.num_inputs, network.get_input),
             "outputs": _io_shapes(network, network.num_outputs, network.get_output)}
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(out.with_suffix(".json"), meta)
     return meta
 
 
@@ -278,7 +280,8 @@ class TensorRTEngine:
         self._cudart = import_cudart()
         path = Path(path)
         meta_path = path.with_suffix(".json")
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        fix = "make the engine again with `steel-keras export --format tensorrt`"
+        meta = read_json(meta_path, "engine's metadata", fix) if meta_path.is_file() else {}
         self.max_batch = int(meta.get("batch", {}).get("max", 8))
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)

@@ -16,20 +16,22 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import os
 import re
-import shutil
 import sys
 import textwrap
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from steel_keras.errors import SteelKerasError
 from steel_keras.grading.key_source import LIBRARY, LibraryCode
 from steel_keras.grading.solutions import CHAPTERS, resolve
-from steel_keras.paths import project_root
+from steel_keras.paths import atomic_output, check_output, project_root
 
-__all__ = ["solution_source", "write_student_copy"]
+__all__ = ["StudentCopy", "solution_source", "write_student_copy"]
 
 COPY_README = """\
 # Steel defect detection with Keras: your exercises
@@ -65,21 +67,24 @@ def write_student_copy(
     force: bool = False,
     exercises_dir: Path | None = None,
     tests_dir: Path | None = None,
-) -> list[Path]:
+) -> StudentCopy:
     """Write a student's (or with ``solutions``, an instructor's) copy into ``out``.
 
     Args:
         out: the folder to create; it must be empty or absent unless ``force``.
         solutions: fill every exercise with its reference solution.
-        force: write into a folder that already has files (overwriting the copy's own files).
+        force: write into a folder that already has files. A file of the copy that is there
+            with other contents (a student's work) is first moved to ``out/backup-TIMESTAMP/``
+            under the same relative path; nothing is overwritten unseen.
         exercises_dir: the exercise stubs. Defaults to the checkout's ``course/exercises``.
         tests_dir: the public graded tests. Defaults to the checkout's ``tests/grading``.
 
     Returns:
-        The files written.
+        What was written and what was backed up.
     """
     exercises_dir = exercises_dir or project_root() / "course" / "exercises"
     tests_dir = tests_dir or project_root() / "tests" / "grading"
+    out = check_output(out, kind="dir", inputs=[exercises_dir, tests_dir])
     stubs = sorted(exercises_dir.glob("ch[0-9][0-9]_*.py"))
     tests = sorted(tests_dir.glob("test_ch[0-9][0-9]_*.py"))
     if not stubs or not tests or not (tests_dir / "conftest.py").is_file():
@@ -89,23 +94,73 @@ def write_student_copy(
         )
     if out.exists() and any(out.iterdir()) and not force:
         raise SteelKerasError(f"{out} already has files; choose a new folder or add --force")
-    written = [_write(out / "README.md", COPY_README)]
+    files = {out / "README.md": COPY_README.encode()}
     for stub in stubs:
         text = stub.read_text()
         if solutions:
             text = solution_source(text, stub.name[:4])
-        written.append(_write(out / "exercises" / stub.name, text))
+        files[out / "exercises" / stub.name] = text.encode()
     for test in [tests_dir / "conftest.py", *tests]:
-        written.append(out / "tests" / "grading" / test.name)
-        written[-1].parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(test, written[-1])
-    return written
+        files[out / "tests" / "grading" / test.name] = test.read_bytes()
+    return _write_copy(out, files)
 
 
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+@dataclass(frozen=True)
+class StudentCopy:
+    """What :func:`write_student_copy` did.
+
+    Attributes:
+        files: every file of the copy.
+        written: the files it wrote (the others were there already, unchanged).
+        backup_dir: where changed files went, or None where none had changed.
+        backed_up: the moved files, inside ``backup_dir``.
+    """
+
+    files: list[Path]
+    written: list[Path]
+    backup_dir: Path | None = None
+    backed_up: list[Path] = field(default_factory=list)
+
+
+def _write_copy(out: Path, files: dict[Path, bytes]) -> StudentCopy:
+    """Write ``files`` atomically, first moving any that differ (a student's work) to a backup."""
+    stale = {path: data for path, data in files.items() if not _holds(path, data)}
+    in_the_way = [path for path in stale if path.exists() and not path.is_file()]
+    if in_the_way:
+        raise SteelKerasError(
+            f"{in_the_way[0]} is in the way of a file of the copy (a folder "
+            "or another non-file); move it away first"
+        )
+    changed = [path for path in stale if path.exists()]
+    backup = _backup_dir(out) if changed else None
+    moved = []
+    for path in changed:
+        target = backup / path.relative_to(out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        moved.append(target)
+    for path, data in stale.items():
+        with atomic_output(path) as partial:
+            partial.write_bytes(data)
+    return StudentCopy(list(files), list(stale), backup, moved)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a file holding exactly ``data``."""
+    try:
+        return path.is_file() and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _backup_dir(out: Path) -> Path:
+    """A new ``out/backup-YYYYMMDD-HHMMSS`` folder name (a suffix where that one exists)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, n = out / f"backup-{stamp}", 1
+    while candidate.exists():
+        n += 1
+        candidate = out / f"backup-{stamp}-{n}"
+    return candidate
 
 
 def solution_source(stub_source: str, chapter: str) -> str:

@@ -8,11 +8,13 @@ metric, the functions segmentation-models' encoders call), so a saved model load
 from __future__ import annotations
 
 import os
+import zipfile
 
 import keras
 
 import steel_keras.losses  # noqa: F401  (registers the losses for compiled models)
 import steel_keras.metrics.keras_metrics  # noqa: F401  (registers DicePerClass)
+from steel_keras.errors import DataError, first_line
 from steel_keras.models.classifier import (
     build_classifier,
     build_small_cnn,
@@ -52,6 +54,9 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
     Returns:
         The `keras.Model`, predicting exactly what it predicted when saved.
 
+    Raises:
+        DataError: a `.keras` file that is missing, empty or not a zip archive.
+
     Example:
 
     >>> import tempfile, pathlib
@@ -60,5 +65,18 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
     >>> model.save(path)
     >>> load_model(path).name
     'classifier_small_cnn'
+
+    Raises:
+        DataError: the file is missing, empty, cut short or otherwise damaged (one line naming
+            it and what to do).
     """
-    return keras.saving.load_model(path, compile=compile)
+    fix = "train the model again or restore the file"
+    if not os.path.isfile(path):
+        raise DataError(f"model file {path} does not exist; {fix}")
+    # A `.keras` file is a zip archive: Keras calls an empty or cut-off one "not found".
+    if str(path).endswith(".keras") and not zipfile.is_zipfile(path):
+        raise DataError(f"model file {path} is empty or damaged (not a .keras zip archive); {fix}")
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"model file {path} cannot be loaded ({first_line(exc)}); {fix}") from None

@@ -20,7 +20,8 @@ from classification_models.models import _common_blocks
 
 from steel_keras.errors import ConfigError
 from steel_keras.models._inputs import check_input_shape, gray_to_rgb, preprocessing_layer
-from steel_keras.models.unet_separable import build_unet_separable
+from steel_keras.models.unet_separable import SIZE_MULTIPLE, build_unet_separable
+from steel_keras.models.unet_xception import MIN_SIZE as XCEPTION_MIN_SIZE
 from steel_keras.models.unet_xception import build_unet_xception
 
 SM_ARCHITECTURES = {"unet": sm.Unet, "fpn": sm.FPN, "linknet": sm.Linknet}
@@ -40,6 +41,9 @@ UNSUPPORTED_BACKBONES = {
 }
 SM_SIZE_MULTIPLE = 32
 _SM_MIN_SIZE = {"inceptionv3": 96}
+# Their graphs need a known height and width: FPN's bilinear upsampling cannot resize a
+# symbolic shape, the Xception U-Net crops each decoder stage to its skip's size.
+FIXED_SIZE = ("fpn", "unet_xception")
 
 # SE-ResNet(X)t and ResNeXt encoders call these functions through `Lambda` layers; Keras saves
 # them by name, so they must be known by name when a `.keras` file is loaded.
@@ -66,6 +70,62 @@ def list_backbones(arch: str) -> tuple[str, ...]:
         names = sm.get_available_backbone_names()
         return tuple(name for name in names if name not in UNSUPPORTED_BACKBONES)
     return () if DEFAULT_BACKBONES[arch] is None else (DEFAULT_BACKBONES[arch],)
+
+
+def needs_fixed_size(arch: str) -> bool:
+    """Whether `arch` must be built for one height and width (no `None` in `input_shape`).
+
+    Such a model trains on crops when built at the crop size; its weights do not depend on the
+    size, so a model built at the full size takes them over (`set_weights`).
+
+    Example:
+
+    >>> needs_fixed_size("fpn"), needs_fixed_size("unet")
+    (True, False)
+    """
+    _check_arch(arch)
+    return arch in FIXED_SIZE
+
+
+def check_segmenter(
+    arch: str,
+    backbone: str | None = None,
+    input_shape: Sequence[int | None] = (128, 800, 1),
+    encoder_weights: str | None = None,
+    width: float = 1.0,
+) -> tuple[int | None, int | None, int]:
+    """Check what `build_segmenter` would be given, without building anything.
+
+    Returns:
+        The checked `input_shape` as a tuple.
+
+    Raises:
+        ConfigError: what `build_segmenter` raises for these arguments.
+
+    Example:
+
+    >>> check_segmenter("fpn", "resnet18", (64, 96, 1))
+    (64, 96, 1)
+    """
+    _check_arch(arch)
+    backbone = _check_backbone(arch, backbone)
+    if encoder_weights not in (None, "imagenet"):
+        raise ConfigError(f"encoder_weights must be None or 'imagenet', got {encoder_weights!r}")
+    if arch == "unet_separable" and encoder_weights:
+        raise ConfigError("unet_separable has no pretrained encoder: use encoder_weights=None")
+    if arch != "unet_separable" and width != 1.0:
+        raise ConfigError(f"width applies to unet_separable only, not to {arch!r}")
+    if arch == "unet_separable":
+        rule = {"model": arch, "multiple": SIZE_MULTIPLE}
+    elif arch == "unet_xception":
+        rule = {"model": arch, "min_size": XCEPTION_MIN_SIZE}
+    else:
+        rule = {
+            "model": f"{arch} on {backbone}",
+            "multiple": SM_SIZE_MULTIPLE,
+            "min_size": _SM_MIN_SIZE.get(backbone, SM_SIZE_MULTIPLE),
+        }
+    return check_input_shape(input_shape, fixed=needs_fixed_size(arch), **rule)
 
 
 def build_segmenter(
@@ -108,16 +168,10 @@ def build_segmenter(
     >>> model.output_shape
     (None, 64, 128, 1)
     """
-    _check_arch(arch)
+    check_segmenter(arch, backbone, input_shape, encoder_weights, width)
     backbone = _check_backbone(arch, backbone)
-    if encoder_weights not in (None, "imagenet"):
-        raise ConfigError(f"encoder_weights must be None or 'imagenet', got {encoder_weights!r}")
     if arch == "unet_separable":
-        if encoder_weights:
-            raise ConfigError("unet_separable has no pretrained encoder: use encoder_weights=None")
         return build_unet_separable(input_shape, classes, activation, width=width)
-    if width != 1.0:
-        raise ConfigError(f"width applies to unet_separable only, not to {arch!r}")
     if arch == "unet_xception":
         return build_unet_xception(input_shape, classes, encoder_weights, activation)
     return _build_sm(arch, backbone, input_shape, classes, encoder_weights, activation)
@@ -160,7 +214,7 @@ def _build_sm(
         model=f"{arch} on {backbone}",
         multiple=SM_SIZE_MULTIPLE,
         min_size=_SM_MIN_SIZE.get(backbone, SM_SIZE_MULTIPLE),
-        fixed=arch == "fpn",
+        fixed=needs_fixed_size(arch),
     )
     network = SM_ARCHITECTURES[arch](
         backbone,
