@@ -443,10 +443,11 @@ def test_bad_outputs_are_refused_before_grading(tmp_path):
     hidden.mkdir()
     cases = [
         (tmp_path / "a-file", "is a file"),
-        (subs / "out", "overlaps --submissions"),
-        (subs, "overlaps --submissions"),
-        (hidden / "out", "overlaps --hidden"),
-        (tmp_path / "a-file" / "below", "cannot be written"),
+        (subs / "out", "lies inside"),
+        (subs, "which this command reads"),
+        (hidden / "out", "lies inside"),
+        (tmp_path, "holds"),
+        (tmp_path / "a-file" / "below", "no folder can be made there"),
     ]
     for out, needle in cases:
         result = steel_keras(

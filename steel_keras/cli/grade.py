@@ -138,38 +138,26 @@ def run(args: argparse.Namespace) -> int:
     return _grade_self(args, chapter)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    path, folder = path.resolve(), folder.resolve()
-    return path == folder or path.is_relative_to(folder)
-
-
 def check_output_folder(out: Path, submissions: Path, hidden: Path | None) -> None:
-    """Refuse, before any grading, an ``--out`` that is a file, overlaps the submissions or the
-    hidden tests, or cannot be written; and hidden tests inside the submissions."""
-    from steel_keras.errors import SteelKerasError
+    """Refuse, before any grading, an ``--out`` that is a file, lies in the submissions or the
+    hidden tests or holds them, or cannot be written; and hidden tests inside the submissions
+    (they would be graded as a student)."""
+    from steel_keras.errors import OutputError, SteelKerasError
+    from steel_keras.paths import check_output
 
-    if out.exists() and not out.is_dir():
-        raise SteelKerasError(
-            f"--out {out} is a file; give a folder for grades.csv and the results"
-        )
-    for name, folder in (("--submissions", submissions), ("--hidden", hidden)):
-        if folder is not None and (_inside(out, folder) or _inside(folder, out)):
-            raise SteelKerasError(
-                f"--out {out} overlaps {name} {folder}; write the grades to a folder outside it"
+    inputs = [submissions, *([hidden] if hidden else [])]
+    check_output(out, kind="dir", inputs=inputs)
+    for folder in inputs:
+        if folder.resolve().is_relative_to(out.resolve()):
+            raise OutputError(
+                f"--out {out} holds {folder}, which this command reads; write the "
+                "grades to a folder outside it"
             )
-    if hidden is not None and _inside(hidden, submissions):
+    if hidden is not None and hidden.resolve().is_relative_to(submissions.resolve()):
         raise SteelKerasError(
             f"--hidden {hidden} is inside --submissions {submissions}, where "
             "it would be graded as a student; move it out"
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise SteelKerasError(
-            f"--out {out} cannot be written ({exc.strerror}); choose a folder you can write to"
-        ) from None
 
 
 def _limits(args: argparse.Namespace):

@@ -5,18 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from steel_keras.grading.grader import Grade, GradedTest
+from steel_keras.paths import atomic_write_text
 
 __all__ = [
     "format_points",
     "results_json",
     "student_table",
-    "write_atomically",
     "write_grades_csv",
     "write_results_json",
     "summary_line",
@@ -69,24 +67,8 @@ def results_json(grade: Grade, hidden_run: bool) -> dict:
     }
 
 
-def write_atomically(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: a
-    reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_results_json(grade: Grade, path: Path, hidden_run: bool) -> Path:
-    return write_atomically(path, json.dumps(results_json(grade, hidden_run), indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(results_json(grade, hidden_run), indent=2) + "\n")
 
 
 def write_grades_csv(
@@ -109,7 +91,7 @@ def write_grades_csv(
                 "yes" if partial else "no",
             ]
         )
-    return write_atomically(path, buffer.getvalue())
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def student_table(grade: Grade, width: int = 100) -> str:
