@@ -240,8 +240,8 @@ def test_damaged_run_files_are_one_line_naming_the_file(tiny_dataset, tmp_path):
     assert result.returncode == 2
     assert error_lines(result) == [
         f"steel-keras evaluate: error: model file "
-        f"{run / 'segmenter' / 'model.keras'} is empty or damaged; "
-        "train it again (--restart) or restore it"
+        f"{run / 'segmenter' / 'model.keras'} is empty or damaged (not a .keras zip archive); "
+        "train the model again or restore the file"
     ]
 
 
