@@ -163,9 +163,9 @@ def test_predict_without_test_images_is_an_error(trained_run, tmp_path):
     from steel_keras.evaluate import predict_run
 
     run, _, _ = trained_run
-    (tmp_path / "train_images").mkdir()
-    with pytest.raises(DataError):
-        predict_run(run, tmp_path, tmp_path / "s.csv")
+    (tmp_path / "data" / "train_images").mkdir(parents=True)
+    with pytest.raises(DataError, match="no images in test_images"):
+        predict_run(run, tmp_path / "data", tmp_path / "s.csv")
 
 
 def test_multilabel_pool_adds_a_share_of_clean_images(tiny_dataset):
